@@ -1,0 +1,218 @@
+"""The :class:`Alert` snapshot taken on the application thread, and its fingerprint.
+
+An alert holds only what a page needs (level, logger, message template and text, exception type, value and
+innermost frame, time), so building one costs far less than formatting a traceback, and the record another
+handler sees is never touched. Text is capped here so that a flood of huge messages cannot eat memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Optional, Tuple, Type, Union
+
+__all__ = [
+    "MAX_SNAPSHOT_CHARS",
+    "Alert",
+    "Fingerprint",
+    "mark_paged",
+    "was_paged",
+]
+
+#: Longest message or exception text kept in a snapshot; an SMS shows at most 490 characters anyway,
+#: and the margin leaves room for redaction to see a whole secret before the text is cut.
+MAX_SNAPSHOT_CHARS = 2048
+
+#: What makes two alerts "the same problem": logger, level, template, exception type and innermost frame.
+Fingerprint = Tuple[str, int, str, str, str]
+
+ExcInfo = Tuple[Type[BaseException], BaseException, Optional[TracebackType]]
+_EVENT_SKIP = frozenset({"event", "level", "log_level", "logger", "logger_name", "timestamp", "exc_info"})
+
+
+def _safe_str(value: object) -> str:
+    """``str(value)`` capped at :data:`MAX_SNAPSHOT_CHARS`; never raises."""
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except Exception:
+        try:
+            text = f"<unprintable {type(value).__name__}>"
+        except Exception:
+            text = "<unprintable>"
+    return text if len(text) <= MAX_SNAPSHOT_CHARS else text[:MAX_SNAPSHOT_CHARS]
+
+
+def _type_name(exc_type: type) -> str:
+    module = getattr(exc_type, "__module__", "builtins")
+    name = getattr(exc_type, "__qualname__", None) or exc_type.__name__
+    return name if module in ("builtins", "__main__") else f"{module}.{name}"
+
+
+def _innermost_frame(tb: TracebackType | None) -> str:
+    """``file.py:42 in func`` for the frame where the exception was raised, or ``""``."""
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return f"{os.path.basename(code.co_filename)}:{tb.tb_lineno} in {code.co_name}"
+
+
+def _exc_parts(exc_info: object) -> tuple[str, str, str]:
+    """Exception type, value and innermost frame from ``exc_info`` in any of its accepted forms."""
+    if isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    elif exc_info is True:
+        exc_info = _current_exc_info()
+    if not (isinstance(exc_info, tuple) and len(exc_info) == 3 and isinstance(exc_info[0], type)):
+        return "", "", ""
+    exc_type, value, tb = exc_info
+    return _type_name(exc_type), _safe_str(value), _innermost_frame(tb)
+
+
+def _current_exc_info() -> object:
+    import sys
+
+    return sys.exc_info()
+
+
+class Alert:
+    """A frozen, small snapshot of one log event that may become a page.
+
+    Attributes:
+        levelno: Numeric level (``logging.ERROR`` ...).
+        levelname: Level name as the application logged it.
+        logger: Logger name.
+        template: The message before arguments were merged (``record.msg``), used to group alerts.
+        message: The rendered message, capped.
+        exc_type: Qualified exception type name, or ``""``.
+        exc_value: ``str()`` of the exception, capped, or ``""``.
+        exc_where: ``file.py:42 in func`` of the innermost frame, or ``""``.
+        created: Wall-clock time of the event (``time.time()`` scale).
+    """
+
+    __slots__ = (
+        "created",
+        "exc_type",
+        "exc_value",
+        "exc_where",
+        "levelname",
+        "levelno",
+        "logger",
+        "message",
+        "template",
+    )
+
+    levelno: int
+    levelname: str
+    logger: str
+    template: str
+    message: str
+    exc_type: str
+    exc_value: str
+    exc_where: str
+    created: float
+
+    def __init__(
+        self,
+        levelno: int,
+        levelname: str,
+        logger: str,
+        template: str,
+        message: str,
+        exc_type: str = "",
+        exc_value: str = "",
+        exc_where: str = "",
+        created: float | None = None,
+    ) -> None:
+        setter = object.__setattr__
+        setter(self, "levelno", levelno)
+        setter(self, "levelname", levelname)
+        setter(self, "logger", logger)
+        setter(self, "template", template)
+        setter(self, "message", message)
+        setter(self, "exc_type", exc_type)
+        setter(self, "exc_value", exc_value)
+        setter(self, "exc_where", exc_where)
+        setter(self, "created", time.time() if created is None else created)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Alert is frozen; cannot set {name!r}")
+
+    def __repr__(self) -> str:
+        return f"Alert({self.levelname} {self.logger}: {self.message[:60]!r})"
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        """What identifies this kind of alert when folding: same fingerprint, same problem."""
+        return (self.logger, self.levelno, self.template, self.exc_type, self.exc_where)
+
+    @classmethod
+    def from_record(cls, record: logging.LogRecord) -> Alert:
+        """Snapshot a stdlib ``LogRecord`` without changing it; never raises."""
+        msg = record.msg
+        if isinstance(msg, Mapping):  # a structlog event dict passed through ProcessorFormatter
+            return cls.from_event_dict(msg, record.name, record.levelno, record.levelname, record.created)
+        template = msg if isinstance(msg, str) else f"<{type(msg).__name__}>"
+        try:
+            message = _safe_str(record.getMessage())
+        except Exception:
+            message = f"{_safe_str(msg)} (bad log arguments: {_safe_str(record.args)})"
+        exc_type, exc_value, exc_where = _exc_parts(record.exc_info) if record.exc_info else ("", "", "")
+        return cls(
+            record.levelno, record.levelname, record.name, template[:MAX_SNAPSHOT_CHARS], message,
+            exc_type, exc_value, exc_where, record.created,
+        )  # fmt: skip
+
+    @classmethod
+    def from_event_dict(
+        cls,
+        event_dict: Mapping[str, Any],
+        logger: str,
+        levelno: int,
+        levelname: str,
+        created: float | None = None,
+    ) -> Alert:
+        """Snapshot a structlog event dict: the event is the template, key=value pairs follow it."""
+        event = _safe_str(event_dict.get("event", ""))
+        extras = " ".join(
+            f"{key}={_safe_str(value)}"
+            for key, value in event_dict.items()
+            if key not in _EVENT_SKIP and not str(key).startswith("_")
+        )
+        message = f"{event} {extras}" if extras else event
+        exc_info = event_dict.get("exc_info")
+        exc_type, exc_value, exc_where = _exc_parts(exc_info) if exc_info else ("", "", "")
+        return cls(
+            levelno, levelname, logger, event, message[:MAX_SNAPSHOT_CHARS],
+            exc_type, exc_value, exc_where, created,
+        )  # fmt: skip
+
+
+# --- one page per event: the structlog processor marks what it paged, the handler skips it -------------
+_paged = threading.local()
+
+
+def mark_paged(event_dict: Mapping[str, Any]) -> None:
+    """Remember, for this thread, that ``event_dict`` has been paged by an ``SMNProcessor``.
+
+    The event dict itself is not changed (a renderer would print any key we added). structlog hands the
+    same dict to stdlib logging on the same thread, so an identity check there is exact.
+    """
+    _paged.event = event_dict
+
+
+def was_paged(record: logging.LogRecord) -> bool:
+    """True if ``record`` carries an event an ``SMNProcessor`` already paged (and forget it)."""
+    event: Union[Mapping[str, Any], None] = getattr(_paged, "event", None)
+    if event is None:
+        return False
+    msg = record.msg
+    if msg is event or (isinstance(msg, str) and msg == event.get("event")):
+        _paged.event = None
+        return True
+    return False
