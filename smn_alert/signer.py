@@ -100,7 +100,7 @@ def signature(
 ) -> tuple[str, str]:
     """Return ``(hex signature, signed headers)``; ``headers`` must hold ``X-Sdk-Date``."""
     request, signed = canonical_request(method, url, headers, body, signed_headers)
-    date = next(value for name, value in headers.items() if name.lower() == "x-sdk-date")
+    date = next(value for name, value in headers.items() if name.lower() == "x-sdk-date").strip()
     string_to_sign = "\n".join([ALGORITHM, date, hashlib.sha256(request.encode("utf-8")).hexdigest()])
     digest = hmac.new(sk.encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
     return digest, signed

@@ -1,0 +1,643 @@
+"""SMNClient: sign and send SmsBatchPublish and topic-publish requests to Huawei Cloud SMN."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from functools import lru_cache
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Optional, Union
+from urllib.parse import quote, urlsplit
+
+from smn_alert import fields, signer
+from smn_alert.errors import (
+    SMNAuthError,
+    SMNConfigError,
+    SMNConnectionError,
+    SMNError,
+    SMNRequestError,
+    SMNServerError,
+    SMNThrottledError,
+)
+
+if TYPE_CHECKING:
+    import requests
+
+__all__ = [
+    "CONTENT_TYPE",
+    "DEFAULT_TIMEOUT",
+    "MISSING_CODE",
+    "EndpointResult",
+    "SMNClient",
+    "SmsBatchResult",
+    "Timeout",
+    "TopicPublishResult",
+    "endpoint_for_region",
+    "error_from_response",
+    "parse_retry_after",
+]
+
+#: A requests timeout: seconds for the whole wait, or ``(connect, read)`` seconds.
+Timeout = Union[float, tuple[float, float]]
+#: Seconds to wait for a connection, then for the answer; a pager must never hang on SMN.
+DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 10.0)
+#: The content type SMN expects; it is signed, so it is sent exactly like this.
+CONTENT_TYPE = "application/json;charset=UTF-8"
+#: Code of the failed result given to a number that SMN's answer did not mention.
+MISSING_CODE = "SMN_ALERT.MISSING"
+#: Server text quoted in an exception is cut to this many characters.
+MAX_EXCERPT = 200
+
+_ENV = {
+    "ak": "HUAWEICLOUD_SDK_AK",
+    "sk": "HUAWEICLOUD_SDK_SK",
+    "project_id": "HUAWEICLOUD_SDK_PROJECT_ID",
+    "security_token": "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+    "region": "HUAWEICLOUD_SDK_REGION",
+    "endpoint_url": "SMN_ALERT_ENDPOINT_URL",
+}
+# Regions whose SMN endpoint is not under myhuaweicloud.com (Huawei's SDK region tables).
+_REGION_DOMAINS = {"cn-north-2": "myhuaweicloud.cn", "eu-west-101": "myhuaweicloud.eu"}
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,3}")
+_PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}")
+_AK = re.compile(r"[A-Za-z0-9_\-.]{1,128}")
+# Header values: printable ASCII without spaces, so a pasted newline cannot inject a header
+# (and requests cannot quote the secret back in its own InvalidHeader message).
+_HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
+_SIGNATURE_HEAD = re.compile(r"【[^【】]+】")
+_TOPIC_FORBIDDEN = "[]【】"
+_AUTH_CODES = frozenset({"APIG.0301", "APIGW.0301"})
+_THROTTLE_CODES = frozenset({"APIG.0308", "APIGW.0308", "SMN.00362", "SMN.0057"})
+_HTML_DROP = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class EndpointResult:
+    """What SMN did with one phone number: a ``message_id`` when accepted, else ``code`` and ``message``."""
+
+    endpoint: str
+    message_id: Optional[str] = None
+    code: Optional[str] = None
+    message: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether SMN accepted the message for this number."""
+        return self.message_id is not None
+
+
+@dataclass(frozen=True)
+class SmsBatchResult:
+    """The outcome of :meth:`SMNClient.publish_sms`: one result per distinct number, in the order given."""
+
+    results: tuple[EndpointResult, ...]
+    request_ids: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every number was accepted."""
+        return all(result.ok for result in self.results)
+
+    @property
+    def delivered(self) -> tuple[str, ...]:
+        """The numbers SMN accepted the message for."""
+        return tuple(result.endpoint for result in self.results if result.ok)
+
+    @property
+    def refused(self) -> tuple[EndpointResult, ...]:
+        """The results of the numbers that did not get the message."""
+        return tuple(result for result in self.results if not result.ok)
+
+
+@dataclass(frozen=True)
+class TopicPublishResult:
+    """The outcome of :meth:`SMNClient.publish_to_topic`."""
+
+    message_id: str
+    request_id: Optional[str]
+
+
+class SMNClient:
+    """Send SMS through Huawei Cloud SMN, signing each request with AK/SK (or an IAM token).
+
+    Used by one thread at a time. The ``requests`` session is made on the first request, and made
+    afresh in a forked child so that parent and child never share pooled sockets.
+
+    Args:
+        project_id: SMN project id (``HUAWEICLOUD_SDK_PROJECT_ID``).
+        region: Region such as ``cn-north-4`` (``HUAWEICLOUD_SDK_REGION``); gives the endpoint.
+        endpoint_url: Base URL overriding ``region`` (``SMN_ALERT_ENDPOINT_URL``), e.g. a FakeSMNServer.
+        ak: Access key (``HUAWEICLOUD_SDK_AK``).
+        sk: Secret key (``HUAWEICLOUD_SDK_SK``).
+        security_token: Token of temporary AK/SK (``HUAWEICLOUD_SDK_SECURITY_TOKEN``).
+        auth_token: IAM token sent as ``X-Auth-Token``; used only when no AK/SK is configured.
+        timeout: Seconds, or ``(connect, read)`` seconds; default :data:`DEFAULT_TIMEOUT`.
+        verify: ``requests``' TLS verification: a bool or the path of a CA bundle.
+        session: A ``requests.Session`` to use; the client never closes it.
+        environ: Where unset settings are looked up; default ``os.environ``.
+        now: Clock giving an aware UTC ``datetime`` for ``X-Sdk-Date``.
+
+    Raises:
+        SMNConfigError: A setting is missing or invalid; the message names it, never a secret.
+    """
+
+    def __init__(
+        self,
+        *,
+        project_id: str | None = None,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        ak: str | None = None,
+        sk: str | None = None,
+        security_token: str | None = None,
+        auth_token: str | None = None,
+        timeout: Timeout | None = None,
+        verify: bool | str = True,
+        session: requests.Session | None = None,
+        environ: Mapping[str, str] | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        given = {"project_id": project_id, "region": region, "endpoint_url": endpoint_url}
+        given.update(ak=ak, sk=sk, security_token=security_token)
+        settings = {name: _setting(value, env.get(_ENV[name])) for name, value in given.items()}
+        self._project_id = _check_project_id(settings["project_id"])
+        self._endpoint = _resolve_endpoint(settings["region"], settings["endpoint_url"])
+        self._host = urlsplit(self._endpoint).netloc
+        self._ak, self._sk, self._auth_token = _check_credentials(
+            settings["ak"], settings["sk"], _setting(auth_token, None)
+        )
+        self._security_token = _check_header_secret("security_token", settings["security_token"])
+        self._timeout = _check_timeout(timeout)
+        self._verify = _check_verify(verify)
+        self._now = now if now is not None else _utcnow
+        self._session = session
+        self._owns_session = False
+        self._session_pid = os.getpid()
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL requests go to, without a trailing slash."""
+        return self._endpoint
+
+    @property
+    def project_id(self) -> str:
+        """The project id in the request paths."""
+        return self._project_id
+
+    def __repr__(self) -> str:
+        auth = f"ak={self._ak[:4] + '***'!r}" if self._ak is not None else "auth='token'"
+        return f"SMNClient(endpoint={self._endpoint!r}, project_id={self._project_id!r}, {auth})"
+
+    def __enter__(self) -> SMNClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the session this client made (a session passed in is left open); idempotent."""
+        if self._owns_session and self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def publish_sms(
+        self,
+        endpoints: Iterable[str],
+        message: str,
+        *,
+        sign_id: str | None = None,
+        message_include_sign_flag: bool | str | None = None,
+        extend_code: str | None = None,
+        extend_src_id: str | None = None,
+    ) -> SmsBatchResult:
+        """Send ``message`` to ``endpoints`` with SmsBatchPublish, at most 1000 numbers per request.
+
+        Numbers are de-duplicated by exact string. When a request after the first fails, its numbers
+        are reported as failed with that error's code and message, so numbers already paged are never
+        paged again by a retry of the whole call.
+
+        Args:
+            endpoints: Phone numbers.
+            message: At most 490 characters; with the flag, it starts with the signature in 【】.
+            sign_id: Id of an approved signature; SMN puts it in front of the message.
+            message_include_sign_flag: ``True``/``"true"``: the message carries its signature.
+            extend_code: Up to 32 bytes echoed in delivery reports.
+            extend_src_id: Sender extension, 1 to 8 digits.
+
+        Returns:
+            One :class:`EndpointResult` per distinct number, in the order given.
+
+        Raises:
+            SMNConfigError: A field is invalid (nothing was sent).
+            SMNError: The first request failed.
+        """
+        numbers = fields.check_endpoints(endpoints)
+        extra = _sms_fields(message, sign_id, message_include_sign_flag, extend_code, extend_src_id)
+        path = f"/v2/{self._project_id}/notifications/sms"
+        results: list[EndpointResult] = []
+        request_ids: list[str] = []
+        size = fields.MAX_ENDPOINTS_PER_REQUEST
+        for start in range(0, len(numbers), size):
+            chunk = numbers[start : start + size]
+            try:
+                data, request_id = self._post(path, {"endpoints": chunk, **extra})
+                results.extend(_chunk_results(chunk, data, request_id))
+            except SMNError as exc:
+                if start == 0:
+                    raise
+                results.extend(EndpointResult(number, code=exc.code, message=exc.message) for number in chunk)
+                request_id = exc.request_id
+            if request_id:
+                request_ids.append(request_id)
+        return SmsBatchResult(tuple(results), tuple(request_ids))
+
+    def publish_to_topic(
+        self, topic_urn: str, message: str, *, subject: str | None = None
+    ) -> TopicPublishResult:
+        """Publish ``message`` to a topic (its SMS subscribers get it as text).
+
+        Raises:
+            SMNConfigError: A field is invalid, or the message holds ``[]``/``【】`` (SMN refuses them).
+            SMNError: SMN refused the request or could not be reached.
+        """
+        urn = fields.check_topic_urn(topic_urn)
+        text = fields.check_message(message)
+        if any(char in text for char in _TOPIC_FORBIDDEN):
+            raise SMNConfigError(
+                "message must not contain [ ] 【 】 when published to a topic (SMN refuses it)"
+            )
+        payload = {"message": text}
+        checked_subject = fields.check_subject(subject)
+        if checked_subject is not None:
+            payload["subject"] = checked_subject
+        path = f"/v2/{self._project_id}/notifications/topics/{quote(urn, safe='')}/publish"
+        data, request_id = self._post(path, payload)
+        message_id = data.get("message_id")
+        if not isinstance(message_id, str):
+            raise SMNServerError(
+                "malformed answer from SMN: no message_id", status=200, request_id=request_id
+            )
+        return TopicPublishResult(message_id, request_id)
+
+    def _post(self, path: str, payload: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """POST ``payload`` as compact UTF-8 JSON; return the answer's JSON object and request id."""
+        try:
+            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        except UnicodeEncodeError:
+            raise SMNConfigError("request fields hold text that is not valid Unicode") from None
+        response = self._send(self._endpoint + path, body)
+        status, headers, content = response.status_code, response.headers, response.content
+        if not 200 <= status < 300:
+            raise error_from_response(status, headers, content, now=self._now())
+        data = _json_object(content)
+        header_id = headers.get("X-Request-Id")
+        if data is None:
+            raise SMNServerError(
+                f"malformed answer from SMN: {_excerpt(content)}", status=status, request_id=header_id
+            )
+        request_id = data.get("request_id")
+        return data, request_id if isinstance(request_id, str) and request_id else header_id
+
+    def _send(self, url: str, body: bytes) -> requests.Response:
+        """Send one signed request; turn network failures into :class:`SMNConnectionError`."""
+        import requests  # noqa: PLC0415  (`import smn_alert` must stay free of requests)
+
+        session = self._get_session()
+        failures = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
+        try:
+            return session.post(
+                url,
+                data=body,
+                headers=self._headers(url, body),
+                timeout=self._timeout,
+                verify=self._verify,
+                allow_redirects=False,
+            )
+        except failures as exc:
+            raise SMNConnectionError(f"cannot reach SMN at {self._host}: {_why_unreachable(exc)}") from exc
+
+    def _headers(self, url: str, body: bytes) -> dict[str, str]:
+        """Return the request headers, signed with AK/SK or carrying the IAM token."""
+        headers = {
+            "Content-Type": CONTENT_TYPE,
+            "Host": self._host,
+            "X-Project-Id": self._project_id,
+            "X-Sdk-Date": signer.sdk_date(self._now()),
+        }
+        if self._security_token is not None:
+            headers["X-Security-Token"] = self._security_token
+        if self._ak is not None and self._sk is not None:
+            headers["Authorization"] = signer.authorization_header(
+                self._ak, self._sk, "POST", url, headers, body, signed_headers=list(headers)
+            )
+        elif self._auth_token is not None:
+            headers["X-Auth-Token"] = self._auth_token
+        headers["User-Agent"] = f"smn-alert/{_version()}"
+        return headers
+
+    def _get_session(self) -> requests.Session:
+        """Return the session, making one on first use and again in a forked child."""
+        pid = os.getpid()
+        if self._session is not None and self._session_pid == pid:
+            return self._session
+        import requests  # noqa: PLC0415  (`import smn_alert` must stay free of requests)
+
+        if self._owns_session and self._session is not None:
+            # In a forked child this closes only the child's copies of the parent's sockets.
+            self._session.close()
+        self._session, self._owns_session, self._session_pid = requests.Session(), True, pid
+        return self._session
+
+
+def endpoint_for_region(region: str) -> str:
+    """Return SMN's endpoint URL for ``region`` (``cn-north-4`` -> ``https://smn.cn-north-4.myhuaweicloud.com``).
+
+    Raises:
+        SMNConfigError: ``region`` does not look like a Huawei Cloud region.
+    """
+    if not (isinstance(region, str) and _REGION.fullmatch(region)):
+        raise SMNConfigError(f"region={region!r:.40}: must look like cn-north-4 or ap-southeast-1")
+    return f"https://smn.{region}.{_REGION_DOMAINS.get(region, 'myhuaweicloud.com')}"
+
+
+def error_from_response(
+    status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None
+) -> SMNError:
+    """Turn a non-2xx answer into the :class:`SMNError` subclass that says what to do about it.
+
+    Args:
+        status: HTTP status.
+        headers: Response headers (any case); ``X-Request-Id`` and ``Retry-After`` are read.
+        body: SMN's ``{code, message}``, the gateway's ``{error_code, error_msg}``, or anything else.
+        now: The current time, to turn a ``Retry-After`` date into seconds.
+    """
+    data = _json_object(body) or {}
+    code = _first_str(data, "code", "error_code")
+    server_text = _first_str(data, "message", "error_msg")
+    request_id = _first_str(data, "request_id") or _header(headers, "X-Request-Id")
+    text = _clean(server_text) if server_text else _status_text(status, body)
+    retry_after = parse_retry_after(_header(headers, "Retry-After"), now or _utcnow())
+    kind = _error_class(status, code)
+    return kind(text, status=status, code=code, request_id=request_id, retry_after=retry_after)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Return the seconds a ``Retry-After`` value (seconds or an HTTP date) asks to wait, or ``None``.
+
+    A date in the past gives ``0.0``; an unreadable value gives ``None``.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", text):
+        seconds = float(text)
+        return seconds if math.isfinite(seconds) else None
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):  # Python 3.9 raises TypeError
+        return None
+    return max(0.0, (_aware(moment) - _aware(now)).total_seconds())
+
+
+def _error_class(status: int, code: str | None) -> type[SMNError]:
+    """Pick the error class from the status, refined by SMN's or the gateway's code."""
+    if status >= 500:
+        return SMNServerError
+    if status == 401 or code in _AUTH_CODES:
+        return SMNAuthError
+    if status == 429 or code in _THROTTLE_CODES:
+        return SMNThrottledError
+    if status == 403 and code != "SMN.0009":
+        return SMNAuthError  # no permission, arrears, suspended: a person must act
+    return SMNRequestError
+
+
+def _sms_fields(
+    message: object, sign_id: object, flag: object, extend_code: object, extend_src_id: object
+) -> dict[str, str]:
+    """Validate the SmsBatchPublish fields other than ``endpoints``; keep only those that are set."""
+    text = fields.check_message(message)
+    checked_sign, checked_flag = fields.check_sign(sign_id, flag)
+    candidates = {
+        "message": text,
+        "sign_id": checked_sign,
+        "message_include_sign_flag": checked_flag,
+        "extend_code": fields.check_extend_code(extend_code),
+        "extend_src_id": fields.check_extend_src_id(extend_src_id),
+    }
+    if checked_flag == "true" and not _SIGNATURE_HEAD.match(text):
+        raise SMNConfigError(
+            "message must start with its signature in 【】 when message_include_sign_flag is true"
+        )
+    return {name: value for name, value in candidates.items() if value is not None}
+
+
+def _chunk_results(
+    sent: Sequence[str], data: Mapping[str, Any], request_id: str | None
+) -> list[EndpointResult]:
+    """Match SMN's per-number answer to the numbers sent: one result per number, an ok entry winning."""
+    entries = data.get("result")
+    if not isinstance(entries, list):
+        raise SMNServerError("malformed answer from SMN: no result list", status=200, request_id=request_id)
+    answered: dict[str, EndpointResult] = {}
+    for entry in entries:
+        result = _entry_result(entry)
+        if result is None:
+            continue
+        known = answered.get(result.endpoint)
+        if known is None or (result.ok and not known.ok):
+            answered[result.endpoint] = result
+    # SMN may answer "1867669-6912" as "18676696912": match the numbers left over by their bare digits.
+    sent_set = set(sent)
+    loose = {_bare(endpoint): result for endpoint, result in answered.items() if endpoint not in sent_set}
+    return [_pick(number, answered, loose) for number in sent]
+
+
+def _pick(
+    number: str, answered: Mapping[str, EndpointResult], loose: Mapping[str, EndpointResult]
+) -> EndpointResult:
+    found = answered.get(number) or loose.get(_bare(number))
+    if found is None:
+        return EndpointResult(number, code=MISSING_CODE, message="SMN's answer did not mention this number")
+    return found if found.endpoint == number else replace(found, endpoint=number)
+
+
+def _entry_result(entry: object) -> EndpointResult | None:
+    """Read one ``result`` entry; ``None`` when it names no number."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("endpoint"), str):
+        return None
+    message_id, code, message = (_first_str(entry, key) for key in ("message_id", "code", "message"))
+    if message_id is None and code is None and message is None:
+        message = "SMN gave neither a message_id nor an error code"
+    return EndpointResult(entry["endpoint"], message_id, code, message)
+
+
+def _bare(number: str) -> str:
+    return re.sub(r"[ /\-]", "", number)
+
+
+def _setting(value: str | None, fallback: str | None) -> str | None:
+    """Return the given value, else the environment's; an empty string counts as unset."""
+    if value is not None and value != "":
+        return value
+    return fallback if fallback else None
+
+
+def _check_project_id(value: str | None) -> str:
+    if value is None:
+        raise SMNConfigError("project_id is required (or set HUAWEICLOUD_SDK_PROJECT_ID)")
+    if not (isinstance(value, str) and _PROJECT_ID.fullmatch(value)):
+        raise SMNConfigError(
+            f"project_id={value!r:.70}: must be letters and digits (the id from the console)"
+        )
+    return value
+
+
+def _resolve_endpoint(region: str | None, endpoint_url: str | None) -> str:
+    """Return the base URL: ``endpoint_url`` if set, else the region's endpoint."""
+    from_region = endpoint_for_region(region) if region is not None else None
+    if endpoint_url is None:
+        if from_region is None:
+            raise SMNConfigError("region or endpoint_url is required (or set HUAWEICLOUD_SDK_REGION)")
+        return from_region
+    if not isinstance(endpoint_url, str) or "@" in endpoint_url:
+        raise SMNConfigError("endpoint_url must be an http(s) URL without user info")
+    try:
+        parts = urlsplit(endpoint_url.strip())
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise SMNConfigError(f"endpoint_url={endpoint_url!r:.80}: must be http(s)://host[:port][/path]")
+    return endpoint_url.strip().rstrip("/")
+
+
+def _check_credentials(
+    ak: str | None, sk: str | None, auth_token: str | None
+) -> tuple[str | None, str | None, str | None]:
+    """Check that AK and SK come together, or that an IAM token is given; values never enter messages."""
+    if ak is not None and sk is None:
+        raise SMNConfigError("ak is set but sk is missing (or set HUAWEICLOUD_SDK_SK)")
+    if sk is not None and ak is None:
+        raise SMNConfigError("sk is set but ak is missing (or set HUAWEICLOUD_SDK_AK)")
+    if ak is None and auth_token is None:
+        raise SMNConfigError("credentials are required: ak and sk (HUAWEICLOUD_SDK_AK/_SK), or auth_token")
+    if ak is not None and not (isinstance(ak, str) and _AK.fullmatch(ak)):
+        raise SMNConfigError("ak must be the access key id (letters and digits)")
+    if sk is not None and not (isinstance(sk, str) and sk.strip()):
+        raise SMNConfigError("sk must be a non-empty string")
+    return ak, sk, _check_header_secret("auth_token", auth_token)
+
+
+def _check_header_secret(name: str, value: str | None) -> str | None:
+    if value is not None and not (isinstance(value, str) and _HEADER_TOKEN.fullmatch(value)):
+        raise SMNConfigError(f"{name} must be printable ASCII without spaces or line breaks")
+    return value
+
+
+def _check_timeout(value: object) -> Timeout:
+    if value is None:
+        return DEFAULT_TIMEOUT
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_seconds(part) for part in value):
+        return (float(value[0]), float(value[1]))
+    if _is_seconds(value):
+        return float(value)  # type: ignore[arg-type]
+    raise SMNConfigError(f"timeout={value!r:.40}: must be seconds > 0 or a (connect, read) pair of them")
+
+
+def _is_seconds(value: object) -> bool:
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
+
+
+def _check_verify(value: object) -> bool | str:
+    if isinstance(value, bool) or (isinstance(value, str) and value):
+        return value
+    raise SMNConfigError(f"verify={value!r:.40}: must be true, false or the path of a CA bundle")
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """Return ``body`` parsed as a JSON object, or ``None`` for anything else."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _first_str(data: Mapping[str, Any], *keys: str) -> str | None:
+    """Return the first of ``keys`` whose value is a non-empty string."""
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    wanted = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == wanted), None)
+
+
+def _status_text(status: int, body: bytes) -> str:
+    """Describe an answer that is not SMN's error JSON: the status and a clean start of the body."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "unknown status"
+    excerpt = _excerpt(body)
+    return _clean(f"HTTP {status} {phrase}: {excerpt}" if excerpt else f"HTTP {status} {phrase}")
+
+
+def _excerpt(body: bytes) -> str:
+    """Return the readable start of a body (HTML tags, scripts and control characters removed)."""
+    text = body[:8192].decode("utf-8", "replace")
+    return _clean(_HTML_DROP.sub(" ", text)) or "(empty body)"
+
+
+def _clean(text: str) -> str:
+    """Collapse control characters and whitespace, and cut to :data:`MAX_EXCERPT` characters."""
+    flat = " ".join(_CONTROL.sub(" ", text).split())
+    return flat if len(flat) <= MAX_EXCERPT else flat[: MAX_EXCERPT - 1] + "…"
+
+
+def _why_unreachable(exc: Exception) -> str:
+    """Say why no answer came, without the exception text (it can hold proxy URLs with passwords)."""
+    import requests  # noqa: PLC0415  (`import smn_alert` must stay free of requests)
+
+    reasons = (
+        (requests.exceptions.SSLError, "TLS handshake or certificate check failed"),
+        (requests.ConnectTimeout, "connection timed out"),
+        (requests.Timeout, "no answer in time"),
+        (requests.exceptions.ChunkedEncodingError, "connection broke while reading the answer"),
+    )
+    return next(
+        (why for kind, why in reasons if isinstance(exc, kind)), "connection failed (refused, reset or DNS)"
+    )
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+@lru_cache(maxsize=1)
+def _version() -> str:
+    """Return the installed smn-alert version, read without importing the package."""
+    from importlib import metadata  # noqa: PLC0415  (only needed for the first request)
+
+    try:
+        return metadata.version("smn-alert")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
