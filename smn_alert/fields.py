@@ -25,6 +25,7 @@ __all__ = [
     "check_sign",
     "check_subject",
     "check_topic_urn",
+    "mask_number",
     "normalize_flag",
 ]
 
@@ -161,3 +162,14 @@ def check_subject(value: object, field: str = "subject") -> str | None:
     if size > MAX_SUBJECT_BYTES:
         raise _fail(field, value, f"is {size} bytes; at most {MAX_SUBJECT_BYTES}")
     return value
+
+
+def mask_number(number: str) -> str:
+    """Mask a phone number for diagnostics: keep at most the first 6 and last 4 characters.
+
+    At least four characters are always hidden, so ``+8613800000000`` becomes ``+86138****0000`` and
+    ``13800000000`` becomes ``138****0000``.
+    """
+    head = min(6, max(len(number) - 8, 0))
+    tail = min(4, max(len(number) - head - 4, 0))
+    return number[:head] + "****" + (number[-tail:] if tail else "")

@@ -1,0 +1,396 @@
+"""The pager's settings from keyword arguments and the environment, as plain values, validated."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import math
+import os
+import re
+import reprlib
+from collections.abc import Mapping
+from typing import Callable
+
+from smn_alert import fields
+from smn_alert.errors import SMNConfigError
+from smn_alert.fields import mask_number
+
+__all__ = [
+    "CONNECTION_SETTINGS",
+    "DEFAULT_BUDGET",
+    "DEFAULT_BUDGET_PERIOD",
+    "DEFAULT_CAPACITY",
+    "DEFAULT_CIRCUIT_COOLDOWN",
+    "DEFAULT_MAX_LENGTH",
+    "DEFAULT_MAX_RETRY_AGE",
+    "DEFAULT_SHUTDOWN_TIMEOUT",
+    "DEFAULT_WINDOW",
+    "ENV_ENDPOINTS",
+    "ENV_PREFIX",
+    "ENV_SIGN_ID",
+    "ENV_TOPIC_URN",
+    "PAGER_SETTINGS",
+    "PagerSettings",
+    "mask_number",
+    "mask_secret",
+]
+
+#: Environment variable holding the on-call numbers, comma- or semicolon-separated.
+ENV_ENDPOINTS = "SMN_ALERT_ENDPOINTS"
+#: Environment variable holding the topic URN to publish to instead of numbers.
+ENV_TOPIC_URN = "SMN_ALERT_TOPIC_URN"
+#: Environment variable holding the SMS signature id.
+ENV_SIGN_ID = "SMN_ALERT_SIGN_ID"
+#: Environment variable holding the service prefix put in every SMS.
+ENV_PREFIX = "SMN_ALERT_PREFIX"
+
+#: Longest SMS text, in characters (SMN's limit).
+DEFAULT_MAX_LENGTH = fields.MAX_MESSAGE_LENGTH
+#: Shortest ``max_length`` allowed: less leaves no room for level, logger and message.
+MIN_MAX_LENGTH = 40
+#: Longest service prefix, in characters.
+MAX_PREFIX_LENGTH = 40
+#: SMS per ``budget_period``: a handful per 10 minutes, well under SMN's 60 per number per hour.
+DEFAULT_BUDGET = 5
+#: Seconds over which ``budget`` SMS refill.
+DEFAULT_BUDGET_PERIOD = 600.0
+#: Seconds during which alerts that follow a first page are folded into one digest.
+DEFAULT_WINDOW = 300.0
+#: Alerts the hand-over buffer holds before texts are dropped (counts are kept).
+DEFAULT_CAPACITY = 10_000
+#: Smallest buffer allowed.
+MIN_CAPACITY = 10
+#: Seconds ``close()`` and interpreter exit wait for pending pages.
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+#: Seconds an alert may wait for delivery before it is given up (as ``ratelimit.DEFAULT_MAX_AGE``).
+DEFAULT_MAX_RETRY_AGE = 900.0
+#: Seconds sending stops after an error no retry can fix (bad credentials, unknown sign).
+DEFAULT_CIRCUIT_COOLDOWN = 300.0
+
+#: Settings passed through untouched to ``SMNClient``, which resolves and validates them.
+CONNECTION_SETTINGS = tuple(
+    "project_id region endpoint_url ak sk security_token auth_token timeout verify session".split()  # noqa: SIM905
+)
+_SECRETS = frozenset({"sk", "security_token", "auth_token"})
+_SMS_ONLY = ("sign_id", "message_include_sign_flag", "extend_code", "extend_src_id")
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+_SEPARATORS = re.compile(r"[,;]")
+
+_shown = reprlib.Repr()
+_shown.maxstring = _shown.maxother = 40
+
+
+def mask_secret(value: str | None, keep: int = 0) -> str:
+    """Mask a credential for diagnostics: say whether it is set, never what it is.
+
+    Args:
+        value: The secret, or ``None``.
+        keep: Characters to show at the start, for identifiers such as an AK; only shown when the value
+            is at least three times as long.
+    """
+    if value is None:
+        return "<unset>"
+    if not value:
+        return "<empty>"
+    shown = value[:keep] if keep and len(value) >= 3 * keep else ""
+    return shown + "****"
+
+
+def _invalid(name: str, value: object, why: str) -> SMNConfigError:
+    return SMNConfigError(f"{name}={_shown.repr(value)}: {why}")
+
+
+def _env(environ: Mapping[str, str], name: str) -> str | None:
+    """Return an environment variable's stripped value; unset and blank both count as not given."""
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def _number(name: str, value: object, rule: str, ok: Callable[[float], bool]) -> float:
+    """Parse a number or numeric string (never a bool); ``rule`` says in the error what ``ok`` accepts."""
+    number = math.nan
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError, OverflowError):
+            number = float(value)
+    if not (math.isfinite(number) and ok(number)):
+        raise _invalid(name, value, f"must be {rule}")
+    return number
+
+
+_POSITIVE = "a positive number"
+# Numeric settings: name -> (default, rule said in errors, test of the parsed number).
+_NUMBERS: dict[str, tuple[float, str, Callable[[float], bool]]] = {
+    "max_length": (
+        DEFAULT_MAX_LENGTH,
+        f"a number from {MIN_MAX_LENGTH} to {fields.MAX_MESSAGE_LENGTH}",
+        lambda n: MIN_MAX_LENGTH <= n <= fields.MAX_MESSAGE_LENGTH,
+    ),
+    "budget": (DEFAULT_BUDGET, _POSITIVE, lambda n: n > 0),
+    "budget_period": (DEFAULT_BUDGET_PERIOD, _POSITIVE, lambda n: n > 0),
+    "window": (DEFAULT_WINDOW, _POSITIVE, lambda n: n > 0),
+    "capacity": (DEFAULT_CAPACITY, f"a number >= {MIN_CAPACITY}", lambda n: n >= MIN_CAPACITY),
+    "shutdown_timeout": (DEFAULT_SHUTDOWN_TIMEOUT, "a number >= 0", lambda n: n >= 0),
+    "max_retry_age": (DEFAULT_MAX_RETRY_AGE, _POSITIVE, lambda n: n > 0),
+    "circuit_cooldown": (DEFAULT_CIRCUIT_COOLDOWN, _POSITIVE, lambda n: n > 0),
+}
+
+
+def _float_setting(given: Mapping[str, object], name: str) -> float:
+    """Return a numeric setting from ``given`` (or its default), checked by its rule in ``_NUMBERS``."""
+    default, rule, ok = _NUMBERS[name]
+    return _number(name, given.get(name, default), rule, ok)
+
+
+def _int_setting(given: Mapping[str, object], name: str) -> int:
+    """As :func:`_float_setting`, for settings that count things."""
+    value = given.get(name, _NUMBERS[name][0])
+    number = _float_setting(given, name)
+    if not number.is_integer():
+        raise _invalid(name, value, "must be a whole number")
+    return int(number)
+
+
+def _to_bool(name: str, value: object) -> bool:
+    """Parse ``True``/``False``, 1/0 or ``"true"``/``"false"``/``"1"``/``"0"``/``"yes"``/``"no"``."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, (int, str)) else None
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise _invalid(name, value, "must be true or false (or yes/no, 1/0)")
+
+
+def _check_unknown(kwargs: Mapping[str, object]) -> None:
+    """Refuse settings nobody reads, as a function refuses an unknown keyword (a typo must not pass)."""
+    known = CONNECTION_SETTINGS + PAGER_SETTINGS
+    unknown = sorted(name for name in kwargs if name not in known)
+    if not unknown:
+        return
+    hints = [difflib.get_close_matches(name, known, n=1) for name in unknown]
+    said = ", ".join(
+        repr(name) + (f" (did you mean {hint[0]!r}?)" if hint else "") for name, hint in zip(unknown, hints)
+    )
+    plural = "s" if len(unknown) > 1 else ""
+    raise TypeError(f"smn_alert settings got unexpected keyword argument{plural} {said}")
+
+
+def _parse_endpoints(name: str, value: object) -> tuple[str, ...]:
+    """Validate numbers given as a list, or as one comma- or semicolon-separated string."""
+    if isinstance(value, str):
+        items: list[object] = list(_SEPARATORS.split(value))
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise _invalid(name, value, "must be a list of phone numbers or one comma-separated string")
+    items = [item.strip() if isinstance(item, str) else item for item in items]
+    items = [item for item in items if item != ""]
+    for index, item in enumerate(items):
+        if isinstance(item, int) and not isinstance(item, bool):
+            # YAML and JSON read +8613800000000 as a number and silently drop the "+".
+            raise _invalid(
+                f"{name}[{index}]",
+                item,
+                "a phone number must be a string: quote it, or a leading '+' or '0' is lost",
+            )
+    if not items:
+        raise _invalid(name, value, "at least one phone number is needed")
+    return tuple(fields.check_endpoints(items, name))
+
+
+def _resolve_target(
+    given: Mapping[str, object], environ: Mapping[str, str]
+) -> tuple[tuple[str, ...], str | None]:
+    """Pick SMS numbers or a topic: explicit arguments first, then the environment; exactly one."""
+    endpoints, topic_urn = given.get("endpoints"), given.get("topic_urn")
+    if endpoints is not None and topic_urn is not None:
+        raise _invalid("topic_urn", topic_urn, "give either endpoints or topic_urn, not both")
+    if endpoints is not None:
+        return _parse_endpoints("endpoints", endpoints), None
+    if topic_urn is not None:
+        return (), fields.check_topic_urn(topic_urn)
+    env_endpoints, env_topic = _env(environ, ENV_ENDPOINTS), _env(environ, ENV_TOPIC_URN)
+    if env_endpoints is not None and env_topic is not None:
+        raise SMNConfigError(
+            f"{ENV_ENDPOINTS} and {ENV_TOPIC_URN} are both set: set one, or pass endpoints= or topic_urn="
+        )
+    if env_endpoints is not None:
+        return _parse_endpoints(ENV_ENDPOINTS, env_endpoints), None
+    if env_topic is not None:
+        return (), fields.check_topic_urn(env_topic, ENV_TOPIC_URN)
+    raise SMNConfigError(
+        f"endpoints or topic_urn is required (or set {ENV_ENDPOINTS} or {ENV_TOPIC_URN} in the environment)"
+    )
+
+
+def _resolve_sms(given: Mapping[str, object], environ: Mapping[str, str]) -> tuple[str | None, ...]:
+    """Check the SMS-only fields: ``(sign_id, message_include_sign_flag, extend_code, extend_src_id)``."""
+    if given.get("subject") is not None:
+        raise _invalid("subject", given["subject"], "is only used with topic_urn, not with endpoints")
+    flag_value = given.get("message_include_sign_flag")
+    flag = (
+        None
+        if flag_value is None
+        else fields.normalize_flag(_to_bool("message_include_sign_flag", flag_value))
+    )
+    # "false" is SMN's default and says nothing, so it may stand beside sign_id.
+    flag = flag if flag == "true" else None
+    sign_id = given.get("sign_id")
+    if sign_id is None and flag is None:
+        sign_id = _env(environ, ENV_SIGN_ID)
+    if sign_id is None and flag is None:
+        raise SMNConfigError(
+            "sign_id or message_include_sign_flag='true' is required with endpoints "
+            f"(sign_id may also come from {ENV_SIGN_ID})"
+        )
+    checked_sign, checked_flag = fields.check_sign(sign_id, flag)
+    extend_code = fields.check_extend_code(given.get("extend_code"))
+    return checked_sign, checked_flag, extend_code, fields.check_extend_src_id(given.get("extend_src_id"))
+
+
+def _resolve_topic(given: Mapping[str, object]) -> str | None:
+    """Refuse SMS-only fields in topic mode; return the checked ``subject``."""
+    misplaced = [f"{name}={_shown.repr(given[name])}" for name in _SMS_ONLY if given.get(name) is not None]
+    if misplaced:
+        raise SMNConfigError(f"{', '.join(misplaced)}: only used with endpoints, not with topic_urn")
+    return fields.check_subject(given.get("subject"))
+
+
+def _resolve_prefix(given: Mapping[str, object], environ: Mapping[str, str]) -> str:
+    name, value = "prefix", given.get("prefix")
+    if value is None:
+        name, value = ENV_PREFIX, environ.get(ENV_PREFIX, "")
+    if not isinstance(value, str):
+        raise _invalid(name, value, "must be a string")
+    if len(value.strip()) > MAX_PREFIX_LENGTH:
+        raise _invalid(name, value, f"is {len(value.strip())} characters; at most {MAX_PREFIX_LENGTH}")
+    return value.strip()
+
+
+def _compile_patterns(value: object) -> tuple[re.Pattern[str], ...]:
+    """Compile the user's redaction regexes now, so a typo fails at start-up rather than mid-incident."""
+    if isinstance(value, (str, re.Pattern)):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise _invalid("redact_patterns", value, "must be a list of regular expressions")
+    compiled: list[re.Pattern[str]] = []
+    for pattern in value:
+        if isinstance(pattern, re.Pattern) and isinstance(pattern.pattern, str):
+            compiled.append(pattern)
+            continue
+        if not isinstance(pattern, str):
+            raise _invalid("redact_patterns", pattern, "a pattern must be a string")
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as exc:
+            raise _invalid("redact_patterns", pattern, f"not a valid regular expression ({exc})") from None
+    return tuple(compiled)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class PagerSettings:
+    """The handler's and processor's validated settings; build it with :meth:`from_kwargs`.
+
+    Attributes:
+        connection: Only the connection settings that were given, for ``SMNClient`` to resolve.
+        endpoints: On-call numbers (SMS mode), de-duplicated in order; empty in topic mode.
+        topic_urn: Topic to publish to (topic mode), else ``None``.
+    """
+
+    connection: dict[str, object] = dataclasses.field(hash=False)
+    endpoints: tuple[str, ...]
+    topic_urn: str | None
+    subject: str | None
+    sign_id: str | None
+    message_include_sign_flag: str | None
+    extend_code: str | None
+    extend_src_id: str | None
+    prefix: str
+    max_length: int
+    budget: int
+    budget_period: float
+    window: float
+    capacity: int
+    shutdown_timeout: float
+    max_retry_age: float
+    circuit_cooldown: float
+    redact_patterns: tuple[re.Pattern[str], ...]
+
+    @classmethod
+    def from_kwargs(cls, environ: Mapping[str, str] | None = None, **kwargs: object) -> PagerSettings:
+        """Resolve and validate settings given as keyword arguments, falling back on the environment.
+
+        A setting given as ``None`` counts as not given. Explicit arguments win over the environment.
+
+        Args:
+            environ: Where ``SMN_ALERT_*`` variables are read; ``os.environ`` by default.
+            kwargs: The settings, as plain values (strings, numbers, lists).
+
+        Raises:
+            SMNConfigError: A setting is invalid; the message names it and its value.
+            TypeError: An unknown setting was given.
+        """
+        _check_unknown(kwargs)
+        env = os.environ if environ is None else environ
+        given = {name: value for name, value in kwargs.items() if value is not None}
+        endpoints, topic_urn = _resolve_target(given, env)
+        if endpoints:
+            subject, (sign_id, flag, extend_code, extend_src_id) = None, _resolve_sms(given, env)
+        else:
+            subject, sign_id, flag, extend_code, extend_src_id = _resolve_topic(given), None, None, None, None
+        return cls(
+            connection={name: given[name] for name in CONNECTION_SETTINGS if name in given},
+            endpoints=endpoints,
+            topic_urn=topic_urn,
+            subject=subject,
+            sign_id=sign_id,
+            message_include_sign_flag=flag,
+            extend_code=extend_code,
+            extend_src_id=extend_src_id,
+            prefix=_resolve_prefix(given, env),
+            redact_patterns=_compile_patterns(given.get("redact_patterns", ())),
+            max_length=_int_setting(given, "max_length"),
+            budget=_int_setting(given, "budget"),
+            budget_period=_float_setting(given, "budget_period"),
+            window=_float_setting(given, "window"),
+            capacity=_int_setting(given, "capacity"),
+            shutdown_timeout=_float_setting(given, "shutdown_timeout"),
+            max_retry_age=_float_setting(given, "max_retry_age"),
+            circuit_cooldown=_float_setting(given, "circuit_cooldown"),
+        )
+
+    @property
+    def mode(self) -> str:
+        """``"sms"`` (SmsBatchPublish to ``endpoints``) or ``"topic"`` (publish to ``topic_urn``)."""
+        return "sms" if self.endpoints else "topic"
+
+    def __repr__(self) -> str:
+        # Numbers masked, secrets hidden, patterns counted: a redaction pattern may be a literal secret.
+        shown: dict[str, object] = {"mode": self.mode, "endpoints": tuple(map(mask_number, self.endpoints))}
+        for field in dataclasses.fields(self):
+            if field.name not in shown and field.name not in ("connection", "redact_patterns"):
+                shown[field.name] = getattr(self, field.name)
+        shown["connection"] = {name: _masked(name, value) for name, value in self.connection.items()}
+        parts = [f"{name}={value!r}" for name, value in shown.items()]
+        parts.append(f"redact_patterns=<{len(self.redact_patterns)} compiled>")
+        return f"PagerSettings({', '.join(parts)})"
+
+
+def _masked(name: str, value: object) -> object:
+    """Return a connection setting as diagnostics may show it."""
+    if name in _SECRETS:
+        return mask_secret(str(value))
+    if name == "ak":
+        return mask_secret(str(value), keep=4)
+    if name == "session":
+        return f"<{type(value).__name__}>"
+    return value
+
+
+#: The pager's own settings, resolved and validated by :meth:`PagerSettings.from_kwargs`.
+PAGER_SETTINGS = tuple(
+    field.name for field in dataclasses.fields(PagerSettings) if field.name != "connection"
+)

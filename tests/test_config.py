@@ -1,0 +1,581 @@
+"""Tests for smn_alert.config: settings from keyword arguments and the environment, validated."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import re
+
+import pytest
+import yaml
+
+from smn_alert.config import PagerSettings, mask_number, mask_secret
+from smn_alert.errors import SMNConfigError
+
+SIGN_ID = "6be340e91e5241e4b5d85837e6709104"
+TOPIC_URN = "urn:smn:cn-north-4:0605767ea3c4a1a5f6e3c00ec4a6e8e4:ops_pager"
+NUMBER = "+8613800000000"
+SK = "MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc"
+AK = "QTWAOYTTINDUT2QVKYUC"
+
+
+def sms(environ: dict[str, str] | None = None, **kwargs: object) -> PagerSettings:
+    """Settings in SMS mode with a valid number and sign unless overridden; no process environment."""
+    settings: dict[str, object] = {"endpoints": [NUMBER], "sign_id": SIGN_ID, **kwargs}
+    return PagerSettings.from_kwargs(environ=environ or {}, **settings)
+
+
+def topic(environ: dict[str, str] | None = None, **kwargs: object) -> PagerSettings:
+    """Settings in topic mode unless overridden; no process environment."""
+    return PagerSettings.from_kwargs(environ=environ or {}, **{"topic_urn": TOPIC_URN, **kwargs})
+
+
+def config_error(**kwargs: object) -> str:
+    """The message of the SMNConfigError that SMS-mode settings with ``kwargs`` raise."""
+    with pytest.raises(SMNConfigError) as info:
+        sms(**kwargs)
+    return str(info.value)
+
+
+class TestTarget:
+    def test_list_of_numbers_dedup_in_order(self) -> None:
+        """Numbers are kept in the order given, each once."""
+        settings = sms(endpoints=["+8613900000000", NUMBER, "+8613900000000"])
+
+        assert settings.endpoints == ("+8613900000000", NUMBER)
+        assert settings.mode == "sms"
+        assert settings.topic_urn is None
+
+    @pytest.mark.parametrize(
+        "value", [f" {NUMBER} , 13900000000,", f"{NUMBER};13900000000", (NUMBER, "13900000000")]
+    )
+    def test_comma_or_semicolon_string_and_tuple(self, value: object) -> None:
+        """One string with commas or semicolons works like a list; blanks and spaces are ignored."""
+        assert sms(endpoints=value).endpoints == (NUMBER, "13900000000")
+
+    def test_number_read_as_int_is_refused_with_hint(self) -> None:
+        """A number YAML/JSON turned into an int (dropping '+') is refused, saying to quote it."""
+        message = config_error(endpoints=[8613800000000])
+
+        assert message.startswith("endpoints[0]=8613800000000:")
+        assert "quote" in message
+
+    def test_invalid_number_is_named(self) -> None:
+        """A bad number is named with its position and value."""
+        message = config_error(endpoints=[NUMBER, "call me"])
+
+        assert message.startswith("endpoints[1]='call me':")
+
+    @pytest.mark.parametrize("value", ["", " , ;", []])
+    def test_no_numbers_is_refused(self, value: object) -> None:
+        """An empty list of numbers is an error, not a pager that pages nobody."""
+        assert "at least one phone number" in config_error(endpoints=value)
+
+    @pytest.mark.parametrize("value", [{"a": NUMBER}, 8613800000000])
+    def test_neither_list_nor_string_is_refused(self, value: object) -> None:
+        """A mapping or a bare number is not a list of numbers."""
+        assert config_error(endpoints=value).startswith(f"endpoints={value!r}: must be a list")
+
+    def test_topic_mode(self) -> None:
+        """A topic URN alone publishes to the topic."""
+        settings = topic(subject="prod alerts")
+
+        assert settings.mode == "topic"
+        assert settings.topic_urn == TOPIC_URN
+        assert settings.endpoints == ()
+        assert settings.subject == "prod alerts"
+
+    def test_bad_topic_urn_is_named(self) -> None:
+        """A topic URN of the wrong shape is refused with its value."""
+        with pytest.raises(SMNConfigError, match=r"^topic_urn='ops_pager': must look like urn:smn:"):
+            topic(topic_urn="ops_pager")
+
+    def test_both_given_is_refused(self) -> None:
+        """Numbers and a topic together are ambiguous: refused, naming both."""
+        with pytest.raises(SMNConfigError, match=r"^topic_urn='urn:smn:.*endpoints or topic_urn, not both"):
+            sms(topic_urn=TOPIC_URN)
+
+    def test_neither_given_names_the_env_vars(self) -> None:
+        """With no target at all, the error says which environment variables could provide one."""
+        with pytest.raises(SMNConfigError) as info:
+            PagerSettings.from_kwargs(environ={}, sign_id=SIGN_ID)
+        message = str(info.value)
+
+        assert "endpoints or topic_urn is required" in message
+        assert "SMN_ALERT_ENDPOINTS" in message
+        assert "SMN_ALERT_TOPIC_URN" in message
+
+    def test_endpoints_from_env(self) -> None:
+        """SMN_ALERT_ENDPOINTS (comma-separated) supplies the numbers when none are passed."""
+        env = {"SMN_ALERT_ENDPOINTS": f"{NUMBER},13900000000", "SMN_ALERT_SIGN_ID": SIGN_ID}
+
+        settings = PagerSettings.from_kwargs(environ=env)
+
+        assert settings.endpoints == (NUMBER, "13900000000")
+        assert settings.sign_id == SIGN_ID
+
+    def test_topic_from_env(self) -> None:
+        """SMN_ALERT_TOPIC_URN supplies the topic when nothing is passed."""
+        settings = PagerSettings.from_kwargs(environ={"SMN_ALERT_TOPIC_URN": TOPIC_URN})
+
+        assert (settings.mode, settings.topic_urn) == ("topic", TOPIC_URN)
+
+    def test_explicit_endpoints_ignore_env_topic(self) -> None:
+        """Passing endpoints wins over a topic URN in the environment."""
+        settings = sms(environ={"SMN_ALERT_TOPIC_URN": TOPIC_URN})
+
+        assert (settings.mode, settings.endpoints) == ("sms", (NUMBER,))
+
+    def test_explicit_topic_ignores_env_endpoints(self) -> None:
+        """Passing topic_urn wins over numbers in the environment."""
+        settings = topic(environ={"SMN_ALERT_ENDPOINTS": NUMBER, "SMN_ALERT_SIGN_ID": SIGN_ID})
+
+        assert (settings.mode, settings.endpoints, settings.sign_id) == ("topic", (), None)
+
+    def test_explicit_endpoints_win_over_env_endpoints(self) -> None:
+        """Passed numbers replace the environment's, they are not merged."""
+        settings = sms(environ={"SMN_ALERT_ENDPOINTS": "13900000000"})
+
+        assert settings.endpoints == (NUMBER,)
+
+    def test_both_env_vars_is_refused(self) -> None:
+        """Numbers and a topic both in the environment, with nothing passed, is ambiguous."""
+        env = {"SMN_ALERT_ENDPOINTS": NUMBER, "SMN_ALERT_TOPIC_URN": TOPIC_URN}
+
+        with pytest.raises(SMNConfigError, match="SMN_ALERT_ENDPOINTS and SMN_ALERT_TOPIC_URN are both set"):
+            PagerSettings.from_kwargs(environ=env, sign_id=SIGN_ID)
+
+    def test_bad_env_number_names_the_env_var(self) -> None:
+        """A bad number from the environment is reported under the variable's name."""
+        with pytest.raises(SMNConfigError, match=r"^SMN_ALERT_ENDPOINTS\[0\]='nope':"):
+            PagerSettings.from_kwargs(environ={"SMN_ALERT_ENDPOINTS": "nope"}, sign_id=SIGN_ID)
+
+    def test_blank_env_counts_as_unset(self) -> None:
+        """An exported but empty variable does not count."""
+        settings = topic(environ={"SMN_ALERT_ENDPOINTS": "  "})
+
+        assert settings.mode == "topic"
+
+    def test_process_environment_is_the_default(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without environ=, os.environ is read."""
+        monkeypatch.setenv("SMN_ALERT_TOPIC_URN", TOPIC_URN)
+        monkeypatch.delenv("SMN_ALERT_ENDPOINTS", raising=False)
+
+        assert PagerSettings.from_kwargs().topic_urn == TOPIC_URN
+
+
+class TestSign:
+    def test_sign_id(self) -> None:
+        """With a sign id, SMN adds the signature; no flag is sent."""
+        settings = sms()
+
+        assert (settings.sign_id, settings.message_include_sign_flag) == (SIGN_ID, None)
+
+    @pytest.mark.parametrize("flag", [True, "true", "TRUE", "yes", "1", 1])
+    def test_flag_spellings_normalize_to_true(self, flag: object) -> None:
+        """Every way config files say yes becomes SMN's string "true"."""
+        settings = sms(sign_id=None, message_include_sign_flag=flag)
+
+        assert (settings.sign_id, settings.message_include_sign_flag) == (None, "true")
+
+    @pytest.mark.parametrize("flag", [False, "false", "no", "0"])
+    def test_false_flag_beside_sign_id_is_fine(self, flag: object) -> None:
+        """Saying the flag is false (SMN's default) next to a sign id is accepted and not sent."""
+        assert sms(message_include_sign_flag=flag).message_include_sign_flag is None
+
+    def test_flag_and_sign_id_is_refused(self) -> None:
+        """A sign id and a true flag contradict each other."""
+        assert "give only one" in config_error(message_include_sign_flag="yes")
+
+    def test_bad_flag_is_named(self) -> None:
+        """A flag that is not a boolean is refused with its value."""
+        assert config_error(message_include_sign_flag="maybe").startswith(
+            "message_include_sign_flag='maybe': must be true or false"
+        )
+
+    def test_neither_is_refused_naming_env_var(self) -> None:
+        """SMS mode without a signature says what is needed and where it may come from."""
+        message = config_error(sign_id=None)
+
+        assert "sign_id or message_include_sign_flag='true' is required" in message
+        assert "SMN_ALERT_SIGN_ID" in message
+
+    def test_sign_id_from_env(self) -> None:
+        """SMN_ALERT_SIGN_ID supplies the sign id when none is passed."""
+        assert sms(environ={"SMN_ALERT_SIGN_ID": "abc123"}, sign_id=None).sign_id == "abc123"
+
+    def test_explicit_sign_id_wins_over_env(self) -> None:
+        """A passed sign id beats the environment's."""
+        assert sms(environ={"SMN_ALERT_SIGN_ID": "abc123"}).sign_id == SIGN_ID
+
+    def test_explicit_flag_ignores_env_sign_id(self) -> None:
+        """Passing the flag means the message carries the sign: the environment's sign id is ignored."""
+        settings = sms(environ={"SMN_ALERT_SIGN_ID": "abc123"}, sign_id=None, message_include_sign_flag=True)
+
+        assert (settings.sign_id, settings.message_include_sign_flag) == (None, "true")
+
+    def test_bad_sign_id_is_named(self) -> None:
+        """A sign id with characters the console never gives is refused with its value."""
+        assert config_error(sign_id="my sign!").startswith("sign_id='my sign!':")
+
+    def test_extend_fields(self) -> None:
+        """extend_code and extend_src_id are kept; a numeric extend_src_id becomes digits."""
+        settings = sms(extend_code="ops-42", extend_src_id=12)
+
+        assert (settings.extend_code, settings.extend_src_id) == ("ops-42", "12")
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [("extend_code", "x" * 33), ("extend_src_id", "123456789"), ("extend_src_id", "12a")],
+    )
+    def test_bad_extend_fields_are_named(self, name: str, value: str) -> None:
+        """Extension fields over SMN's limits are refused with their value."""
+        assert config_error(**{name: value}).startswith(f"{name}='")
+
+    def test_subject_is_refused_in_sms_mode(self) -> None:
+        """A subject only exists for topic messages."""
+        assert config_error(subject="hi").startswith("subject='hi': is only used with topic_urn")
+
+    def test_long_subject_is_refused(self) -> None:
+        """A subject over 512 bytes is refused in topic mode."""
+        with pytest.raises(SMNConfigError, match=r"^subject="):
+            topic(subject="告警" * 100)
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("sign_id", SIGN_ID),
+            ("message_include_sign_flag", "true"),
+            ("extend_code", "x"),
+            ("extend_src_id", "1"),
+        ],
+    )
+    def test_sms_only_fields_are_refused_in_topic_mode(self, name: str, value: str) -> None:
+        """Signature and extension settings with a topic are a mistake and are named."""
+        with pytest.raises(SMNConfigError, match=f"^{name}='{value}': only used with endpoints"):
+            topic(**{name: value})
+
+
+class TestPrefix:
+    def test_default_is_empty(self) -> None:
+        """No prefix unless one is asked for."""
+        assert sms().prefix == ""
+
+    def test_stripped(self) -> None:
+        """Surrounding spaces are removed."""
+        assert sms(prefix="  shop-prod ").prefix == "shop-prod"
+
+    def test_from_env_and_explicit_wins(self) -> None:
+        """SMN_ALERT_PREFIX is the fallback; a passed prefix wins."""
+        env = {"SMN_ALERT_PREFIX": "from-env"}
+
+        assert sms(environ=env).prefix == "from-env"
+        assert sms(environ=env, prefix="passed").prefix == "passed"
+
+    def test_forty_characters_is_the_limit(self) -> None:
+        """40 characters are accepted, 41 are refused with the setting's name."""
+        assert sms(prefix="p" * 40).prefix == "p" * 40
+        assert config_error(prefix="p" * 41).startswith("prefix='ppp")
+
+    def test_too_long_env_prefix_names_the_env_var(self) -> None:
+        """A too long prefix from the environment is reported under the variable's name."""
+        assert config_error(environ={"SMN_ALERT_PREFIX": "p" * 50}).startswith("SMN_ALERT_PREFIX=")
+
+    def test_non_string_is_refused(self) -> None:
+        """A prefix must be text."""
+        assert config_error(prefix=42) == "prefix=42: must be a string"
+
+
+class TestNumbers:
+    def test_defaults(self) -> None:
+        """The documented defaults apply when nothing is given."""
+        settings = sms()
+
+        assert settings.max_length == 490
+        assert (settings.budget, settings.budget_period) == (5, 600.0)
+        assert settings.window == 300.0
+        assert settings.capacity == 10_000
+        assert settings.shutdown_timeout == 5.0
+        assert (settings.max_retry_age, settings.circuit_cooldown) == (900.0, 300.0)
+        assert settings.redact_patterns == ()
+
+    def test_none_means_default(self) -> None:
+        """A setting given as None (null in YAML) falls back to its default."""
+        assert sms(budget=None, window=None).budget == 5
+
+    def test_numeric_strings(self) -> None:
+        """Numbers written as strings, as INI files and environments give them, are accepted."""
+        settings = sms(
+            budget="7",
+            budget_period=" 60 ",
+            window="2.5",
+            capacity="100",
+            max_length="160",
+            shutdown_timeout="0",
+        )
+
+        assert settings.budget == 7
+        assert type(settings.budget) is int
+        assert (settings.budget_period, settings.window, settings.shutdown_timeout) == (60.0, 2.5, 0.0)
+        assert (settings.capacity, settings.max_length) == (100, 160)
+
+    def test_whole_floats_are_counts(self) -> None:
+        """5.0 is a fine budget (JSON writers sometimes emit it) and becomes an int."""
+        settings = sms(budget=5.0, capacity="20.0")
+
+        assert (settings.budget, settings.capacity) == (5, 20)
+        assert type(settings.capacity) is int
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [("max_length", 40), ("max_length", 490), ("capacity", 10), ("shutdown_timeout", 0)],
+    )
+    def test_boundaries_accepted(self, name: str, value: int) -> None:
+        """The edges of each range are allowed."""
+        assert getattr(sms(**{name: value}), name) == value
+
+    @pytest.mark.parametrize(
+        ("name", "value", "why"),
+        [
+            ("budget", "lots", "must be a positive number"),
+            ("budget", 0, "must be a positive number"),
+            ("budget", -3, "must be a positive number"),
+            ("budget", 2.5, "must be a whole number"),
+            ("budget", True, "must be a positive number"),
+            ("budget", [5], "must be a positive number"),
+            ("budget_period", 0, "must be a positive number"),
+            ("budget_period", "nan", "must be a positive number"),
+            ("window", "inf", "must be a positive number"),
+            ("window", "-1", "must be a positive number"),
+            ("capacity", 9, "must be a number >= 10"),
+            ("capacity", "1e3x", "must be a number >= 10"),
+            ("max_length", 39, "must be a number from 40 to 490"),
+            ("max_length", 491, "must be a number from 40 to 490"),
+            ("max_length", "160.5", "must be a whole number"),
+            ("shutdown_timeout", -0.1, "must be a number >= 0"),
+            ("max_retry_age", 0, "must be a positive number"),
+            ("circuit_cooldown", "soon", "must be a positive number"),
+        ],
+    )
+    def test_bad_values_are_named(self, name: str, value: object, why: str) -> None:
+        """Every bad number is refused with the setting's name, the value and the rule."""
+        assert config_error(**{name: value}) == f"{name}={value!r}: {why}"
+
+    def test_error_is_a_value_error(self) -> None:
+        """dictConfig reports a bad setting as a ValueError at start-up."""
+        with pytest.raises(ValueError, match="budget='lots': must be a positive number"):
+            sms(budget="lots")
+
+
+class TestRedactPatterns:
+    def test_one_string_or_a_list(self) -> None:
+        """A single pattern or a list of them is compiled, in order."""
+        assert [p.pattern for p in sms(redact_patterns=r"hunter\d").redact_patterns] == [r"hunter\d"]
+        compiled = sms(redact_patterns=["a+", re.compile("b+")]).redact_patterns
+        assert [p.pattern for p in compiled] == ["a+", "b+"]
+        assert compiled[0].sub("*", "caaat") == "c*t"
+
+    def test_bad_regex_is_named(self) -> None:
+        """A pattern that does not compile fails at start-up, naming the setting and the pattern."""
+        message = config_error(redact_patterns=["ok", "(unclosed"])
+
+        assert message.startswith("redact_patterns='(unclosed': not a valid regular expression")
+
+    @pytest.mark.parametrize("value", [[42], 42])
+    def test_non_strings_are_refused(self, value: object) -> None:
+        """Patterns must be strings."""
+        assert config_error(redact_patterns=value).startswith("redact_patterns=42:")
+
+
+class TestUnknownSettings:
+    def test_typo_gets_a_hint(self) -> None:
+        """A misspelt setting raises TypeError, like a function would, suggesting the right name."""
+        with pytest.raises(
+            TypeError, match=r"unexpected keyword argument 'budgt' \(did you mean 'budget'\?\)"
+        ):
+            sms(budgt=3)
+
+    def test_several_are_all_named(self) -> None:
+        """Every unknown setting is named at once; a far-off name gets no hint."""
+        with pytest.raises(TypeError) as info:
+            sms(endpoint=NUMBER, colour="red")
+        message = str(info.value)
+
+        assert "'colour'" in message
+        assert "'endpoint' (did you mean 'endpoints'?)" in message
+        assert "'colour' (did you mean" not in message
+
+    def test_level_is_not_a_setting_here(self) -> None:
+        """The level belongs to the handler, which takes it out before calling from_kwargs."""
+        with pytest.raises(TypeError, match="'level'"):
+            sms(level="ERROR")
+
+
+class TestConnection:
+    def test_only_given_settings_pass_through_untouched(self) -> None:
+        """Connection settings reach the client as given (strings stay strings); absent or None ones don't."""
+        settings = sms(region="cn-north-4", timeout="5", verify="false", ak=AK, sk=SK, project_id=None)
+
+        assert settings.connection == {
+            "region": "cn-north-4",
+            "ak": AK,
+            "sk": SK,
+            "timeout": "5",
+            "verify": "false",
+        }
+
+    def test_none_given(self) -> None:
+        """With no connection settings, the client uses its own defaults (environment)."""
+        assert sms().connection == {}
+
+
+class TestRepr:
+    def test_masks_numbers(self) -> None:
+        """repr shows numbers with the middle hidden."""
+        text = repr(sms(endpoints=[NUMBER, "13912345678"]))
+
+        assert NUMBER not in text
+        assert "13912345678" not in text
+        assert "+86138****0000" in text
+        assert "139****5678" in text
+
+    def test_hides_secrets(self) -> None:
+        """repr and str hide SK, tokens, most of the AK and redaction patterns (maybe literal secrets)."""
+        settings = sms(
+            ak=AK,
+            sk=SK,
+            security_token="tok-" + "s" * 40,
+            auth_token="MIIx" + "t" * 60,
+            redact_patterns=["hunter2"],
+        )
+
+        for text in (repr(settings), str(settings)):
+            for secret in (SK, "tok-sss", "MIIxttt", AK, "hunter2"):
+                assert secret not in text
+            assert "'sk': '****'" in text
+            assert "'ak': 'QTWA****'" in text
+            assert "redact_patterns=<1 compiled>" in text
+
+    def test_shows_the_rest(self) -> None:
+        """Non-secret settings stay readable for diagnostics."""
+        text = repr(sms(region="cn-north-4", budget=3))
+
+        assert "mode='sms'" in text
+        assert "budget=3" in text
+        assert "'region': 'cn-north-4'" in text
+
+
+class TestMasking:
+    @pytest.mark.parametrize(
+        ("number", "masked"),
+        [
+            ("+8613800000000", "+86138****0000"),
+            ("13800000000", "138****0000"),
+            ("1867669-6912", "1867****6912"),
+            ("12345", "****5"),
+            ("123", "****"),
+            ("", "****"),
+        ],
+    )
+    def test_mask_number(self, number: str, masked: str) -> None:
+        """Numbers keep at most the first 6 and last 4 characters; short ones show almost nothing."""
+        assert mask_number(number) == masked
+
+    def test_mask_number_always_hides_at_least_four(self) -> None:
+        """Whatever the length, at least four characters are hidden and at most 6 + 4 shown."""
+        for length in range(40):
+            number = "".join(str(i % 10) for i in range(length))
+            masked = mask_number(number)
+            shown = len(masked) - 4
+            assert masked.count("****") >= 1
+            assert shown <= min(10, max(0, length - 4))
+
+    @pytest.mark.parametrize(("value", "masked"), [(None, "<unset>"), ("", "<empty>"), (SK, "****")])
+    def test_mask_secret(self, value: str | None, masked: str) -> None:
+        """A secret is shown only as set, empty or unset."""
+        assert mask_secret(value) == masked
+
+    def test_mask_secret_keep_only_for_long_values(self) -> None:
+        """An identifier may keep a short head, but never most of a short value."""
+        assert mask_secret(AK, keep=4) == "QTWA****"
+        assert mask_secret("short", keep=4) == "****"
+
+
+def _capturing_handler(**kwargs: object) -> logging.Handler:
+    """A dictConfig handler factory that validates its settings the way SMNHandler does."""
+    handler = logging.NullHandler()
+    handler.settings = PagerSettings.from_kwargs(environ={}, **kwargs)  # type: ignore[attr-defined]
+    return handler
+
+
+class TestPlainConfigFiles:
+    JSON_CONFIG = """
+    {
+      "version": 1,
+      "handlers": {
+        "pager": {
+          "class": "smn_alert.SMNHandler",
+          "level": "ERROR",
+          "endpoints": ["+8613800000000", "+8613900000000"],
+          "sign_id": "6be340e91e5241e4b5d85837e6709104",
+          "region": "cn-north-4",
+          "budget": "3",
+          "window": 60,
+          "redact_patterns": ["token=\\\\S+"]
+        }
+      }
+    }
+    """
+
+    def test_json_dict_goes_through_from_kwargs(self) -> None:
+        """A handler section loaded from JSON, minus class and level, is valid settings as is."""
+        section = dict(json.loads(self.JSON_CONFIG)["handlers"]["pager"])
+        for key in ("class", "level"):
+            section.pop(key)
+
+        settings = PagerSettings.from_kwargs(environ={}, **section)
+
+        assert settings.endpoints == ("+8613800000000", "+8613900000000")
+        assert (settings.budget, settings.window) == (3, 60.0)
+        assert settings.connection == {"region": "cn-north-4"}
+        assert settings.redact_patterns[0].sub("***", "token=abc def") == "*** def"
+
+    def test_dictconfig_handler_factory_receives_valid_settings(self) -> None:
+        """dictConfig's own handler construction (ConvertingList values, level removed) is accepted."""
+        config = json.loads(self.JSON_CONFIG)
+        # SMNHandler is written elsewhere; a factory in its place sees exactly what it would be given.
+        del config["handlers"]["pager"]["class"]
+        config["handlers"]["pager"]["()"] = _capturing_handler
+        configurator = logging.config.DictConfigurator(config)
+
+        handler = configurator.configure_handler(configurator.config["handlers"]["pager"])
+        try:
+            assert handler.settings.endpoints == ("+8613800000000", "+8613900000000")
+            assert handler.level == logging.ERROR
+        finally:
+            handler.close()
+
+    def test_yaml_config(self) -> None:
+        """YAML booleans and a comma-separated string of quoted numbers work."""
+        section = yaml.safe_load(
+            """
+            endpoints: "+8613800000000, +8613900000000"
+            message_include_sign_flag: yes
+            budget_period: 600
+            shutdown_timeout: 2.5
+            """
+        )
+
+        settings = PagerSettings.from_kwargs(environ={}, **section)
+
+        assert settings.message_include_sign_flag == "true"
+        assert settings.endpoints == ("+8613800000000", "+8613900000000")
+        assert settings.shutdown_timeout == 2.5
+
+    def test_yaml_unquoted_number_is_caught(self) -> None:
+        """YAML reads an unquoted +86... as an integer; the error says to quote it instead of paging 86..."""
+        section = yaml.safe_load("endpoints: [+8613800000000]\nsign_id: abc")
+
+        with pytest.raises(SMNConfigError, match=r"endpoints\[0\]=8613800000000: .*quote it"):
+            PagerSettings.from_kwargs(environ={}, **section)
