@@ -1,0 +1,282 @@
+"""SMS text for a phone: scrub secrets, make any text safe, fit it to the limit, and count billed segments."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from typing import Literal, Union
+
+from smn_alert.errors import SMNConfigError
+
+__all__ = [
+    "BRACKETS",
+    "DEFAULT_MAX_LENGTH",
+    "DEFAULT_REDACTIONS",
+    "REDACTED",
+    "billed_segments",
+    "compile_redactions",
+    "count_segments",
+    "fit_to_length",
+    "redact",
+    "sanitize",
+    "sms_encoding",
+]
+
+#: An SMS message is at most this many characters (SmsBatchPublish, and what topic SMS subscribers get).
+DEFAULT_MAX_LENGTH = 490
+#: What a secret is replaced with; ``*`` is GSM-7, so redaction never makes an SMS bill as UCS-2.
+REDACTED = "***"
+#: Brackets that must not reach a phone, and what replaces them: a topic refuses ``[]``/``【】``, and with a
+#: sign, ``【】`` in the text could fake a signature. The CJK and full-width lookalikes go too.
+BRACKETS = {
+    **dict.fromkeys("[\u3010\u3014\uff3b\u3016\u3018\u27e6", "("),  # [ and CJK, full-width, math lookalikes
+    **dict.fromkeys("]\u3011\u3015\uff3d\u3017\u3019\u27e7", ")"),  # ] and theirs
+}
+
+RedactPattern = Union[str, "re.Pattern[str]"]
+
+# --- redaction ---------------------------------------------------------------------------------------
+# Built-in patterns mark the secret part with a group named "secret" (so the key name stays readable),
+# or have no group at all (the whole match is the secret). Order matters: a header eats its whole line
+# before the narrower shapes look at it.
+_KEY_WORDS = (
+    r"passw(?:or)?d|pwd|secret|token|credentials?|apikey"
+    r"|(?:api|access|secret|private|signing|encryption)[_-]?key"
+)
+_QUOTED_OR_BARE = (
+    r"[\"']?[ \t]*[:=][ \t]*(?P<q>[\"'])?"
+    r"(?P<secret>(?(q)(?:\\.|(?!(?P=q))[^\\\n])+|[^\s,;&\"')\]}>]+))"
+)
+_BUILTIN_SOURCES = (
+    # Authorization: <anything to end of line>; also Proxy-Authorization, cookies, "Authorization": "...".
+    r"(?i)(?<![\w-])(?:proxy-)?(?:authorization|set-cookie|cookie)[\"']?[ \t]*[:=][ \t]*"
+    r"(?P<q>[\"'])?(?P<secret>(?(q)[^\"'\n]+|[^\n]+))",
+    # scheme://user:password@host: keep user and host.
+    r"(?i)\b[a-z][a-z0-9+.-]*://[^\s:/@]*:(?P<secret>[^\s/?#]+)@",
+    # password=..., "api_key": "...", dbPassword: ..., ?token=...&, sk=... (camelCase and prefixes too).
+    r"(?i)(?<![\w.-])(?:[\w.-]*?(?:" + _KEY_WORDS + r")|(?:[\w.-]*[_.-])?pass|sk)" + _QUOTED_OR_BARE,
+    # Bearer / Basic / Token credentials; a token of only lowercase letters is a word ("basic setup").
+    r"\b(?i:bearer|basic|token)[ \t]+"
+    r"(?P<secret>(?=[A-Za-z0-9._~+/-][a-z._~-]*[A-Z0-9+/=])[A-Za-z0-9._~+/-]{8,}=*)",
+    # JSON Web Tokens.
+    r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*)?",
+    # Long hex: keys, HMACs, session ids.
+    r"(?<![A-Za-z0-9])[0-9a-fA-F]{32,}(?![A-Za-z0-9])",
+    # Long base64 / base64url runs with upper, lower and digits (words and identifiers rarely have all three).
+    r"(?<![A-Za-z0-9+/=])(?=[A-Za-z0-9+/]*[A-Z])(?=[A-Za-z0-9+/]*[a-z])(?=[A-Za-z0-9+/]*[0-9])"
+    r"[A-Za-z0-9+/]{32,}={0,2}(?![A-Za-z0-9+/=])",
+    r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]*[A-Z])(?=[A-Za-z0-9_-]*[a-z])(?=[A-Za-z0-9_-]*[0-9])"
+    r"[A-Za-z0-9_-]{32,}(?![A-Za-z0-9_-])",
+    # Access-key ids (Huawei, AWS): 20 upper-case letters and digits.
+    r"(?<![A-Za-z0-9])(?=[A-Z0-9]*[0-9])(?=[0-9]*[A-Z])[A-Z0-9]{20}(?![A-Za-z0-9])",
+)
+_BUILTIN = tuple(re.compile(source) for source in _BUILTIN_SOURCES)
+
+
+def _compile_one(pattern: object) -> re.Pattern[str]:
+    if isinstance(pattern, re.Pattern):
+        if isinstance(pattern.pattern, str):
+            return pattern
+        raise SMNConfigError(f"redact_patterns: {pattern.pattern!r} is a bytes pattern; give a str")
+    if not isinstance(pattern, str):
+        raise SMNConfigError(f"redact_patterns: {pattern!r} is not a regular expression string")
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise SMNConfigError(f"redact_patterns: bad regular expression {pattern!r}: {exc}") from exc
+
+
+def compile_redactions(extra: Iterable[RedactPattern] | RedactPattern = ()) -> tuple[re.Pattern[str], ...]:
+    """Return the built-in secret patterns followed by the user's own.
+
+    Args:
+        extra: Regular expressions (strings or compiled). In a user pattern the whole match is the secret,
+            or group 1 if the pattern has groups (a group named ``secret`` wins). One string is one pattern.
+
+    Raises:
+        SMNConfigError: A pattern does not compile or is not a str pattern; the message names
+            ``redact_patterns`` and the pattern.
+    """
+    if isinstance(extra, (str, re.Pattern)):
+        extra = (extra,)
+    return _BUILTIN + tuple(_compile_one(pattern) for pattern in extra)
+
+
+#: The built-in patterns alone, what :func:`redact` uses when not told otherwise.
+DEFAULT_REDACTIONS = compile_redactions()
+
+
+def _replacer(pattern: re.Pattern[str]) -> Callable[[re.Match[str]], str]:
+    """Build the replacement that hides the secret group of ``pattern`` and keeps the rest of the match."""
+    group: int | str = "secret" if "secret" in pattern.groupindex else (1 if pattern.groups else 0)
+
+    def replace(match: re.Match[str]) -> str:
+        start, end = match.span(group)
+        if start >= end:  # the group did not take part, or is empty: nothing to hide
+            return match.group(0)
+        whole, base = match.group(0), match.start()
+        return f"{whole[: start - base]}{REDACTED}{whole[end - base :]}"
+
+    return replace
+
+
+def redact(text: str, patterns: Iterable[re.Pattern[str]] = DEFAULT_REDACTIONS) -> str:
+    """Replace what looks like a secret in ``text`` with ``***``, keeping key names: ``password=***``.
+
+    Args:
+        text: Any text; apply this before cutting, so a secret is seen whole.
+        patterns: Usually :func:`compile_redactions` (built-ins plus the user's).
+    """
+    for pattern in patterns:
+        text = pattern.sub(_replacer(pattern), text)
+    return text
+
+
+# --- sanitizing ----------------------------------------------------------------------------------------
+_TRANSLATION: dict[int, Union[str, None]] = {
+    **{code: " " for code in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if code != 0x0A},
+    **{ord(bracket): replacement for bracket, replacement in BRACKETS.items()},
+    0x2028: "\n",  # line and paragraph separators are line breaks a phone may not know
+    0x2029: "\n",
+    # Invisible direction overrides could make a page read differently from what was logged.
+    **dict.fromkeys([0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0xFEFF]),
+}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SPACES = re.compile(r"[^\S\n]+")
+_NEWLINES = re.compile(r" ?\n\s*")
+
+
+def sanitize(text: str) -> str:
+    """Make any text safe for an SMS.
+
+    Brackets (``[]``, ``【】`` and lookalikes) become parentheses, lone surrogates become U+FFFD (a
+    surrogate pair written as two code points is joined), control characters other than newline become
+    spaces, whitespace runs collapse to one space or one newline, and the ends are stripped.
+    """
+    if _SURROGATE.search(text):
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    text = _NEWLINES.sub("\n", _SPACES.sub(" ", text.translate(_TRANSLATION)))
+    return text.strip()
+
+
+# --- fitting -------------------------------------------------------------------------------------------
+_ZWJ = "\u200d"
+_WORD_WINDOW = 12  # how far back a cut may move to land on a word boundary
+
+
+def _joined(prev: str, char: str) -> bool:
+    """Tell whether ``char`` belongs with ``prev``, so that cutting between them would split a sequence."""
+    if prev == _ZWJ:
+        return True
+    code = ord(char)
+    if code < 0x300:
+        return False
+    if 0xDC00 <= code <= 0xDFFF:  # second half of a pair written as two code points
+        return 0xD800 <= ord(prev) <= 0xDBFF
+    return (
+        code == 0x200D
+        or 0xFE00 <= code <= 0xFE0F  # variation selectors
+        or 0x1F3FB <= code <= 0x1F3FF  # emoji skin-tone modifiers
+        or 0xE0020 <= code <= 0xE01EF  # emoji tag characters, variation selectors supplement
+        or 0x1160 <= code <= 0x11FF  # Hangul vowel and final jamo
+        or 0xD7B0 <= code <= 0xD7FF
+        or unicodedata.category(char).startswith("M")  # combining marks, spacing marks, keycap
+    )
+
+
+def _is_flag_half(char: str) -> bool:
+    return 0x1F1E6 <= ord(char) <= 0x1F1FF
+
+
+def _splits_flag(text: str, index: int) -> bool:
+    """Tell whether ``index`` falls inside a pair of regional indicators (a flag)."""
+    if not (_is_flag_half(text[index]) and _is_flag_half(text[index - 1])):
+        return False
+    start = index - 1
+    while start > 0 and _is_flag_half(text[start - 1]):
+        start -= 1
+    return (index - start) % 2 == 1
+
+
+def _safe_cut(text: str, index: int) -> int:
+    """Move ``index`` back until ``text[:index]`` ends on a whole character sequence."""
+    while index > 0 and (_joined(text[index - 1], text[index]) or _splits_flag(text, index)):
+        index -= 1
+    return index
+
+
+def _word_cut(text: str, index: int) -> int:
+    """Move ``index`` back to a whitespace within the last few characters, if there is one."""
+    # A short text keeps most of itself: a whole word is not worth losing half the room.
+    for candidate in range(index, index - min(_WORD_WINDOW, index // 4), -1):
+        if text[candidate].isspace():
+            return candidate
+    return index
+
+
+def fit_to_length(text: str, max_length: int, marker: str = "…") -> str:
+    """Return ``text`` if it has at most ``max_length`` characters, else cut it and end it with ``marker``.
+
+    The cut prefers a word boundary in the last dozen characters and never splits a surrogate pair, a
+    base character from its combining marks, a ZWJ emoji sequence, a variation selector or skin tone from
+    its emoji, or a flag's pair of regional indicators: such a sequence is dropped whole.
+
+    Args:
+        text: The text to fit; lengths are Python ``len`` (what SMN counts as characters).
+        max_length: Most characters in the result, marker included.
+        marker: What shows the text was cut. Use ``"..."`` for text that is otherwise GSM-7.
+
+    Raises:
+        ValueError: ``max_length`` leaves no room for one character and the marker.
+    """
+    if max_length < len(marker) + 1:
+        raise ValueError(f"max_length={max_length} leaves no room for text and the marker {marker!r}")
+    if len(text) <= max_length:
+        return text
+    cut = _safe_cut(text, _word_cut(text, max_length - len(marker)))
+    return text[:cut].rstrip() + marker
+
+
+# --- segments ------------------------------------------------------------------------------------------
+# GSM 03.38: the basic set (ESC left out: it is not a character) and the extension table (2 septets each).
+_GSM_BASIC = (
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM_EXTENSION = "^{}\\[~]|€\f"
+_NOT_GSM = re.compile(f"[^{re.escape(_GSM_BASIC + _GSM_EXTENSION)}]")
+_GSM_EXTENDED = re.compile(f"[{re.escape(_GSM_EXTENSION)}]")
+
+
+def sms_encoding(text: str) -> Literal["GSM-7", "UCS-2"]:
+    """Return how ``text`` is sent: ``"GSM-7"`` if every character is in GSM 03.38, else ``"UCS-2"``."""
+    return "UCS-2" if _NOT_GSM.search(text) else "GSM-7"
+
+
+def count_segments(text: str) -> int:
+    """Return how many SMS segments ``text`` takes.
+
+    GSM-7: one segment up to 160 septets (extension characters such as ``{`` or ``€`` take two), else one
+    per 153. UCS-2: one up to 70 UTF-16 code units (an emoji takes two), else one per 67. Empty: 0.
+    """
+    if not text:
+        return 0
+    if sms_encoding(text) == "GSM-7":
+        units, single, multi = len(text) + len(_GSM_EXTENDED.findall(text)), 160, 153
+    else:
+        units, single, multi = len(text.encode("utf-16-le", "surrogatepass")) // 2, 70, 67
+    return 1 if units <= single else -(-units // multi)
+
+
+def billed_segments(text: str, *, signature: str = "") -> int:
+    """Return the SMS a message costs per recipient, the signature included.
+
+    SMN prepends the signature (``【华为云】``) itself, and it counts: a Chinese signature makes even an
+    English message bill as UCS-2 (70 characters, then 67 per segment). Empty text costs nothing.
+
+    Args:
+        text: The message as sent.
+        signature: The signature text as the phone shows it, brackets included.
+    """
+    return count_segments(signature + text) if text else 0

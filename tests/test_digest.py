@@ -1,0 +1,321 @@
+"""Tests for smn_alert.digest: the SMS text of a page, first alerts and digests, and their counts."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smn_alert.alert import Alert
+from smn_alert.digest import GroupSummary, PageContext, compose, format_clock, human_duration
+from smn_alert.text import DEFAULT_MAX_LENGTH, compile_redactions, sms_encoding
+
+ALL_BRACKETS = set("[]【】〔〕［］")  # noqa: RUF001 - the lookalikes are the point
+LEVELS = {"CRITICAL": 50, "ERROR": 40, "WARNING": 30, "INFO": 20}
+T0 = 1_700_000_000.0
+QUICK = settings(max_examples=200, deadline=None)
+
+
+def make_alert(
+    message: str = "db timeout after 30s",
+    *,
+    level: str = "ERROR",
+    logger: str = "app.db",
+    exc_type: str = "",
+    exc_value: str = "",
+    exc_where: str = "",
+) -> Alert:
+    return Alert(LEVELS[level], level, logger, message, message, exc_type, exc_value, exc_where, T0)
+
+
+def group(alert: Alert, count: int = 1, span: float = 0.0) -> GroupSummary:
+    return GroupSummary(alert, count, T0, T0 + span)
+
+
+def shown_counts(text: str, prefix: str = "") -> int:
+    """Add up every count a person reads in a page: kinds, "+N more", dropped (held back is in the kinds)."""
+    level = "|".join(LEVELS)
+    total = 0
+    lines = text.split("\n")
+    lines[0] = lines[0].removeprefix(f"{prefix} ") if prefix else lines[0]
+    for line in lines:
+        for pattern in (
+            rf"^(?:{level}) x([\d,]+)(?: in [^:]+)?(?::|$)",
+            r"^\+([\d,]+) more alerts? of [\d,]+ kinds?$",
+            r"^([\d,]+) alerts?(?: of [\d,]+ kinds?)?$",
+            r"^([\d,]+) dropped",
+        ):
+            found = re.match(pattern, line)
+            if found:
+                total += int(found.group(1).replace(",", ""))
+                break
+        else:
+            if re.match(rf"^(?:{level}) (?!x\d)", line):  # a first page: one alert, no "x"
+                total += 1
+    return total
+
+
+class TestFirstPage:
+    def test_full_line_most_important_first(self):
+        """One new alert shows prefix, level, logger, message, exception and where it was raised."""
+        alert = make_alert(
+            level="CRITICAL",
+            exc_type="requests.exceptions.ReadTimeout",
+            exc_value="read timed out",
+            exc_where="db.py:42 in query",
+        )
+        text = compose([group(alert)], PageContext(prefix="checkout"))
+        assert text == (
+            "checkout CRITICAL app.db: db timeout after 30s | ReadTimeout: read timed out | db.py:42 in query"
+        )
+
+    def test_empty_parts_omitted(self):
+        """Without a prefix or exception the page has no stray separators."""
+        assert compose([group(make_alert("disk full"))], PageContext()) == "ERROR app.db: disk full"
+
+    def test_from_a_real_log_record(self):
+        """A logged exception reaches the page as type, value and the innermost frame."""
+        try:
+            1 / 0  # noqa: B018
+        except ZeroDivisionError:
+            record = logging.LogRecord(
+                "billing", logging.ERROR, __file__, 1, "charge %s failed", ("c-1",), None
+            )
+            record.exc_info = __import__("sys").exc_info()
+        text = compose([group(Alert.from_record(record))], PageContext())
+        assert text.startswith("ERROR billing: charge c-1 failed | ZeroDivisionError: division by zero | ")
+        assert "test_digest.py:" in text
+
+    def test_long_message_keeps_exception_visible(self):
+        """A huge message is cut so the exception and the frame still fit."""
+        alert = make_alert("q" * 2000, exc_type="KeyError", exc_value="'id'", exc_where="api.py:7 in h")
+        text = compose([group(alert)], PageContext())
+        assert len(text) <= DEFAULT_MAX_LENGTH
+        assert text.endswith("q... | KeyError: 'id' | api.py:7 in h")
+
+
+class TestDigest:
+    def digest(self, **context: object) -> str:
+        groups = [
+            group(make_alert("cache miss", level="WARNING", logger="app.cache"), 7, 3),
+            group(make_alert(exc_type="socket.TimeoutError", exc_value="x"), 1234, 300),
+            group(make_alert("bad request", logger="app.api", exc_type="KeyError"), 3, 40),
+            group(make_alert("card declined", level="CRITICAL", logger="app.pay"), 1),
+        ]
+        return compose(groups, PageContext(**context))  # type: ignore[arg-type]
+
+    def test_ordered_by_level_then_count(self):
+        """The worst level comes first, then the kind seen most often."""
+        assert self.digest(prefix="checkout").split("\n") == [
+            "checkout CRITICAL x1: app.pay: card declined",
+            "ERROR x1,234 in 5 min: app.db: db timeout after 30s (TimeoutError)",
+            "ERROR x3 in 40 s: app.api: bad request (KeyError)",
+            "WARNING x7 in 3 s: app.cache: cache miss",
+        ]
+
+    def test_one_kind_seen_many_times_is_a_digest(self):
+        """One kind seen twice shows its count, not the first-page form."""
+        assert compose([group(make_alert(), 2, 90)], PageContext()) == (
+            "ERROR x2 in 2 min: app.db: db timeout after 30s"
+        )
+
+    @pytest.mark.parametrize(
+        ("seconds", "shown"),
+        [(40, "40 s"), (59.6, "1 min"), (300, "5 min"), (3599, "1 h"), (7200, "2 h"), (3 * 86400, "3 d")],
+    )
+    def test_spans_rounded_for_people(self, seconds, shown):
+        """Time spans read like a person would say them."""
+        assert human_duration(seconds) == shown
+
+    def test_english_digest_bills_as_gsm7(self):
+        """Everything we add is GSM-7, so an English digest, even cut, bills at the cheaper rate."""
+        groups = [group(make_alert("w" * 300, logger=f"app.m{i}"), i + 2, 60) for i in range(30)]
+        text = compose(
+            groups, PageContext(prefix="svc", held_back=4, held_since=T0, dropped=2, failed_before=1)
+        )
+        assert "..." in text
+        assert sms_encoding(text) == "GSM-7"
+
+
+class TestFitting:
+    def test_password_in_long_message_gone_and_page_fits(self):
+        """A password in a 2,000-character message never reaches the phone, and the page is <= 490."""
+        message = "connect failed " + "z" * 980 + " password=hunter2 " + "z" * 1000
+        for count in (1, 5):
+            text = compose([group(make_alert(message), count)], PageContext())
+            assert "hunter2" not in text
+            assert len(text) <= DEFAULT_MAX_LENGTH
+
+    def test_secret_in_any_field_is_redacted(self):
+        """Logger, message, exception value and frame are all scrubbed."""
+        alert = make_alert(
+            "token=t0k3n",
+            logger="svc.secret=abc",
+            exc_type="AuthError",
+            exc_value="Authorization: Bearer xyz",
+            exc_where="auth.py:1 in login",
+        )
+        text = compose([group(alert)], PageContext())
+        assert text == "ERROR svc.secret=***: token=*** | AuthError: Authorization: *** | auth.py:1 in login"
+
+    def test_brackets_from_log_text_never_appear(self):
+        """Brackets in any log-derived text or the prefix become parentheses."""
+        alert = make_alert("[db] 【华为云】 ［x］", logger="app[1]", exc_type="E", exc_value="〔v〕")  # noqa: RUF001
+        for groups in ([group(alert)], [group(alert, 3)]):
+            text = compose(groups, PageContext(prefix="[prod]"))
+            assert not set(text) & ALL_BRACKETS
+            assert "(prod)" in text
+
+    def test_footers_survive_huge_message(self):
+        """Held-back, dropped and undelivered footers are whole lines even after a 2,000-character message."""
+        context = PageContext(
+            held_back=12, held_since=T0, dropped=3, failed_before=2, time_format=lambda _: "14:05"
+        )
+        text = compose([group(make_alert("m" * 2000))], context)
+        assert len(text) <= DEFAULT_MAX_LENGTH
+        assert text.split("\n")[1:] == [
+            "12 of these held back since 14:05 (SMS budget)",
+            "3 dropped (buffer full)",
+            "2 undelivered earlier",
+        ]
+
+    def test_kinds_that_do_not_fit_are_summarized(self):
+        """Kinds without room become "+N more alerts of K kinds", after the shown ones and before footers."""
+        groups = [group(make_alert(f"error {i} " + "x" * 400, logger=f"m{i}"), 10 + i) for i in range(40)]
+        text = compose(groups, PageContext(dropped=5))
+        lines = text.split("\n")
+        assert re.fullmatch(r"\+[\d,]+ more alerts of \d+ kinds", lines[-2])
+        assert lines[-1] == "5 dropped (buffer full)"
+        assert lines[0].startswith("ERROR x49: m39: error 39 ")
+        assert shown_counts(text) == sum(g.count for g in groups) + 5
+
+    def test_short_page_respected(self):
+        """A page limited to one SMS (160) still leads with the worst alert and keeps its footers."""
+        groups = [group(make_alert("y" * 500, level=level), 2) for level in ("WARNING", "CRITICAL")]
+        text = compose(groups, PageContext(max_length=160, held_back=3))
+        assert len(text) <= 160
+        assert text.startswith("CRITICAL x2: app.db: yyy")
+        assert text.endswith("\n3 of these held back") or "3 of these held back (SMS budget)" in text
+        assert shown_counts(text) == 4
+
+    def test_tiny_page_keeps_counts_over_prose(self):
+        """When nothing fits, the page still carries the numbers rather than half a sentence."""
+        context = PageContext(prefix="checkout", max_length=35, held_back=5, dropped=9)
+        text = compose([group(make_alert(), 1234)], context)
+        assert text == "checkout 1,234 alerts\n9 dropped"
+
+
+class TestPageContext:
+    def test_too_short_limit_refused(self):
+        """A page limit too short for any useful text is refused when the context is made."""
+        with pytest.raises(ValueError, match="max_length"):
+            PageContext(max_length=19)
+
+    def test_secrets_scrubbed_by_default(self):
+        """Without configuration the built-in redaction still applies."""
+        assert compose([group(make_alert("password=hunter2"))], PageContext()) == "ERROR app.db: password=***"
+
+    def test_user_redaction_applied(self):
+        """A user's own pattern (with the built-ins) hides their own kind of secret."""
+        context = PageContext(redactions=compile_redactions([r"card (\d{4})"]))
+        assert (
+            compose([group(make_alert("card 4111 declined"))], context) == "ERROR app.db: card *** declined"
+        )
+
+    def test_held_since_in_local_time(self):
+        """The default time format is the local HH:MM the budget ran out."""
+        since = time.mktime((2024, 5, 1, 14, 5, 0, 0, 0, -1))
+        assert format_clock(since) == "14:05"
+        text = compose([group(make_alert())], PageContext(held_back=3, held_since=since))
+        assert text.endswith("\n3 of these held back since 14:05 (SMS budget)")
+
+    def test_broken_time_format_does_not_lose_page(self):
+        """A time formatter that raises only drops the time from the footer."""
+
+        def broken(_: float) -> str:
+            raise OverflowError
+
+        text = compose([group(make_alert())], PageContext(held_back=3, held_since=1e300, time_format=broken))
+        assert text.endswith("\n3 of these held back (SMS budget)")
+
+    def test_footers_alone(self):
+        """A page with no alerts of its own can still report what was held back; nothing at all is ''."""
+        assert compose([], PageContext(prefix="svc", dropped=5)) == "svc 5 dropped (buffer full)"
+        assert compose([], PageContext(prefix="svc")) == ""
+
+
+# --- properties --------------------------------------------------------------------------------------------
+ANY_TEXT = st.lists(
+    st.one_of(
+        st.characters(exclude_categories=()), st.sampled_from(["[", "】", "\u0301", "\ud83d", "\n", "😀"])
+    )
+).map("".join)
+LONG_TEXT = st.one_of(ANY_TEXT, ANY_TEXT.filter(bool).map(lambda chunk: (chunk * 3000)[:100_000]))
+ANY_MESSAGE = st.one_of(
+    st.text(), ANY_TEXT, st.integers(), st.none(), st.lists(st.text(), max_size=3), st.builds(object)
+)
+
+
+@st.composite
+def any_alert(draw: st.DrawFn) -> Alert:
+    """An alert as logging makes it (any message object), or built directly with any text in every field."""
+    if draw(st.booleans()):
+        record = logging.LogRecord("app", logging.ERROR, "f.py", 1, draw(ANY_MESSAGE), None, None)
+        return Alert.from_record(record)
+    level = draw(st.sampled_from(sorted(LEVELS)))
+    fields = [draw(st.one_of(ANY_TEXT, st.sampled_from(["", "app.db"]))) for _ in range(4)]
+    return Alert(
+        LEVELS[level], draw(st.one_of(st.just(level), ANY_TEXT)), fields[0], "t", draw(LONG_TEXT), *fields[1:]
+    )
+
+
+GROUPS = st.lists(
+    st.builds(
+        GroupSummary,
+        alert=any_alert(),
+        count=st.integers(1, 10**6),
+        first_seen=st.floats(0, 2e9),
+        last_seen=st.one_of(st.floats(0, 2e9), st.just(float("nan"))),
+    ),
+    max_size=8,
+)
+COUNTS = st.integers(0, 10**6)
+
+
+class TestComposeProperties:
+    @QUICK
+    @given(GROUPS, st.integers(20, DEFAULT_MAX_LENGTH), ANY_TEXT, COUNTS, COUNTS, COUNTS)
+    def test_any_alerts_fit_without_brackets(self, groups, limit, prefix, held, dropped, failed):
+        """Any alerts, any prefix, any limit: the page fits, encodes as UTF-8, has no brackets."""
+        context = PageContext(prefix, held, T0, dropped, failed, max_length=limit)
+        text = compose(groups, context)
+        assert len(text) <= limit
+        text.encode("utf-8")
+        assert not set(text) & ALL_BRACKETS
+
+    @QUICK
+    @given(
+        st.lists(
+            st.builds(
+                lambda level, message, count: group(make_alert(message, level=level), count, 600.0),
+                st.sampled_from(sorted(LEVELS)),
+                ANY_TEXT,
+                st.integers(1, 10**6),
+            ),
+            max_size=8,
+        ),
+        st.integers(100, DEFAULT_MAX_LENGTH),
+        st.sampled_from(["", "svc", "checkout-api"]),
+        COUNTS,
+        COUNTS,
+        COUNTS,
+    )
+    def test_counts_add_up(self, groups, limit, prefix, held, dropped, failed):
+        """Every count on the page adds up to the alerts given and dropped (held back is among them)."""
+        held = min(held, sum(g.count for g in groups))
+        text = compose(groups, PageContext(prefix, held, T0, dropped, failed, max_length=limit))
+        assert shown_counts(text, prefix) == sum(g.count for g in groups) + dropped

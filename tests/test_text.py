@@ -1,0 +1,279 @@
+"""Tests for smn_alert.text: redaction, sanitizing, fitting and segment counting of SMS text."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from smn_alert.errors import SMNConfigError
+from smn_alert.text import (
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_REDACTIONS,
+    billed_segments,
+    compile_redactions,
+    count_segments,
+    fit_to_length,
+    redact,
+    sanitize,
+    sms_encoding,
+)
+
+ALL_BRACKETS = "[]【】〔〕［］"  # noqa: RUF001 - the lookalikes are the point
+HUAWEI_SIGN = "【华为云】"
+
+# Any code point, lone surrogates included, plus the characters that make cutting hard.
+TRICKY = st.sampled_from(
+    ["\u0301", "\u200d", "\ufe0f", "\U0001f3fd", "\U0001f1fa", "\U0001f1f8", "\ud83d", "\ude00", "\n", "\x00",
+     "\x85", "\u2028", "\u202e", " ", "[", "】", "👨‍👩‍👧", "e\u0301", "数"]
+)  # fmt: skip
+ANY_TEXT = st.lists(st.one_of(st.characters(exclude_categories=()), TRICKY, st.text())).map("".join)
+HUGE_TEXT = ANY_TEXT.filter(bool).map(lambda chunk: (chunk * (100_000 // len(chunk) + 1))[:100_000])
+SOME_TEXT = st.one_of(ANY_TEXT, HUGE_TEXT)
+QUICK = settings(max_examples=200, deadline=None)
+
+
+class TestCompileRedactions:
+    def test_builtins_come_first_and_user_patterns_after(self):
+        """compile_redactions() is the built-ins; user patterns are added after them."""
+        patterns = compile_redactions([r"order-\d+"])
+        assert patterns[: len(DEFAULT_REDACTIONS)] == DEFAULT_REDACTIONS
+        assert redact("refund order-4711 password=x", patterns) == "refund *** password=***"
+
+    def test_user_pattern_group_one_is_the_secret(self):
+        """A user pattern with a group hides only the group, so the label stays readable."""
+        patterns = compile_redactions([r"customer=(\w+)"])
+        assert redact("lookup failed customer=alice42", patterns) == "lookup failed customer=***"
+
+    def test_compiled_pattern_and_single_string_accepted(self):
+        """A compiled pattern works, and one string is one pattern (not a list of characters)."""
+        assert len(compile_redactions("abc")) == len(DEFAULT_REDACTIONS) + 1
+        patterns = compile_redactions([re.compile(r"IBAN \w+", re.IGNORECASE)])
+        assert redact("pay to iban DE89370400440532013000", patterns) == "pay to ***"
+
+    def test_bad_regex_names_setting_and_pattern(self):
+        """A broken regular expression is a config error naming redact_patterns and the pattern."""
+        with pytest.raises(SMNConfigError, match="redact_patterns") as info:
+            compile_redactions([r"card=(\d+"])
+        assert "card=(" in str(info.value)
+        assert isinstance(info.value, ValueError)
+
+    @pytest.mark.parametrize("bad", [re.compile(rb"x"), 42, None])
+    def test_non_text_patterns_refused(self, bad):
+        """Bytes patterns and non-strings are refused up front, not at the first page."""
+        with pytest.raises(SMNConfigError, match="redact_patterns"):
+            compile_redactions([bad])
+
+    def test_pattern_matching_nothing_changes_nothing(self):
+        """A user pattern that can match the empty string does not sprinkle *** everywhere."""
+        assert redact("disk full", compile_redactions([r"x*"])) == "disk full"
+
+
+class TestRedact:
+    @pytest.mark.parametrize(
+        ("logged", "sent"),
+        [
+            ("login failed password=hunter2 user=bob", "login failed password=*** user=bob"),
+            ("passwd: hunter2", "passwd: ***"),
+            ("pwd=hunter2 secret=xyz sk=abc", "pwd=*** secret=*** sk=***"),
+            ("token=abc123 api_key=k1 apikey: k2", "token=*** api_key=*** apikey: ***"),
+            ("access_key=k3 X-Auth-Token: t4", "access_key=*** X-Auth-Token: ***"),
+            ("dbPassword=hunter2, accessToken=zz", "dbPassword=***, accessToken=***"),
+            ('body {"password": "hun\\"ter2", "user": "bob"}', 'body {"password": "***", "user": "bob"}'),
+            ("kwargs {'api_key': 'abc123', 'retries': 3}", "kwargs {'api_key': '***', 'retries': 3}"),
+            ("GET /login?user=bob&token=abc123&page=2", "GET /login?user=bob&token=***&page=2"),
+            ("Authorization: SDK-HMAC-SHA256 Access=AK, Signature=ab\nnext", "Authorization: ***\nnext"),
+            ('{"Authorization": "Bearer x", "Host": "h"}', '{"Authorization": "***", "Host": "h"}'),
+            ("retrying with Bearer abc.DEF-123_xyz", "retrying with Bearer ***"),
+            ("header Basic dXNlcjpwYXNzd29yZA==", "header Basic ***"),
+            ("connect postgres://admin:S3cr3t@db.internal:5432/app", "connect postgres://admin:***@db.internal:5432/app"),
+            ("hmac 7be6668032f70418fcc22abc52071e57aff61b84a1d2381bb430d6870f4f6ebe ok", "hmac *** ok"),
+            ("sk MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc end", "sk *** end"),
+            ("ak QTWAOYTTINDUT2QVKYUC end", "ak *** end"),
+            ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNH end", "jwt *** end"),
+        ],
+    )  # fmt: skip
+    def test_common_secret_shapes_hidden_key_names_kept(self, logged, sent):
+        """Common secret shapes are replaced by *** and the page still says what was hidden."""
+        assert redact(logged) == sent
+
+    @pytest.mark.parametrize(
+        "ordinary",
+        [
+            "Basic authentication failed for user bob",
+            "the bearer of bad news",
+            "max_tokens=5 bypass=true task: done",
+            "open /usr/lib/python3.11/site-packages/requests/adapters.py",
+            "request 13551d6b-755d-4757-b956-536f674975c0 failed",
+            "wrong password.",
+        ],
+    )
+    def test_ordinary_text_left_alone(self, ordinary):
+        """Words that merely resemble secrets stay readable."""
+        assert redact(ordinary) == ordinary
+
+    def test_password_in_long_message_is_gone(self):
+        """A password deep inside a 2,000-character message is still found."""
+        message = "x" * 1000 + " connect(password='hunter2') " + "y" * 1000
+        assert "hunter2" not in redact(message)
+
+    def test_pathological_input_stays_linear(self):
+        """100,000 characters built to trip backtracking take well under a second or two."""
+        nasty = ["password=" * 11_000, "Bearer " * 14_000, "http://u:" + "@" * 100_000, "Ab1" * 33_333]
+        started = time.perf_counter()
+        for text in nasty:
+            redact(text)
+        assert time.perf_counter() - started < 2.0
+
+    @QUICK
+    @given(before=ANY_TEXT, after=ANY_TEXT, secret=st.text("abcdefXYZ0123456789!#%", min_size=8, max_size=20))
+    def test_planted_password_never_survives(self, before, after, secret):
+        """Whatever surrounds it, a password=... value never reaches the page."""
+        assume(secret not in before + after)
+        assert secret not in redact(f"{before} password={secret} {after}")
+
+
+class TestSanitize:
+    def test_brackets_become_parentheses(self):
+        """Brackets a topic refuses, or that could fake a signature, become parentheses."""
+        assert sanitize("[ERROR] 【华为云】 〔x〕 ［y］") == "(ERROR) (华为云) (x) (y)"  # noqa: RUF001
+
+    def test_lone_surrogate_replaced_and_pair_joined(self):
+        """Lone surrogates become U+FFFD; a pair written as two code points becomes its emoji."""
+        assert sanitize("bad \ud800 byte") == "bad \ufffd byte"
+        assert sanitize("ok \ud83d\ude00") == "ok 😀"
+
+    def test_control_characters_become_spaces(self):
+        """NUL, ESC, DEL and C1 controls cannot garble a phone's display."""
+        assert sanitize("a\x00b\x1bc\x7fd\x85e\x9ff") == "a b c d e f"
+
+    def test_whitespace_collapsed_one_newline_kept(self):
+        """Runs of whitespace shrink to one space, or one newline if they held a line break."""
+        assert sanitize("  a \t  b\r\n\n\n  c\u2028d  ") == "a b\nc\nd"
+
+    def test_direction_overrides_removed(self):
+        """Invisible right-to-left overrides cannot make a page read differently from what was logged."""
+        assert sanitize("pay\u202eusd 01") == "payusd 01"
+
+    @QUICK
+    @given(SOME_TEXT)
+    def test_any_text_becomes_safe_and_stable(self, text):
+        """Any str comes out UTF-8 encodable, bracket-free and stripped; a second pass changes nothing."""
+        clean = sanitize(text)
+        clean.encode("utf-8")
+        assert not set(clean) & set(ALL_BRACKETS)
+        assert clean == clean.strip()
+        assert sanitize(clean) == clean
+
+
+class TestFitToLength:
+    def test_short_text_unchanged(self):
+        """Text within the limit is returned as is, without a marker."""
+        assert fit_to_length("db timeout", 20) == "db timeout"
+
+    def test_cut_at_word_boundary_with_marker(self):
+        """A long line is cut at a word boundary and ends with the marker."""
+        assert fit_to_length("db timeout after 30 seconds while reading", 20) == "db timeout after 30…"
+        assert fit_to_length("db timeout after 30 seconds while reading", 20, "...") == "db timeout after..."
+
+    def test_text_without_spaces_cut_on_character(self):
+        """Chinese text has no spaces: it is cut at the last whole character."""
+        fitted = fit_to_length("数据库连接超时" * 10, 20)
+        assert fitted == ("数据库连接超时" * 3)[:19] + "…"
+
+    @pytest.mark.parametrize(
+        ("text", "limit", "expected"),
+        [
+            ("e\u0301e\u0301e\u0301e\u0301", 6, "e\u0301e\u0301…"),  # accent stays with its letter
+            ("ok 👨\u200d👩\u200d👧 fam", 6, "ok…"),  # family emoji dropped whole
+            ("thumbs👍🏽👍🏽👍🏽", 10, "thumbs👍🏽…"),  # skin tone stays with its thumb
+            ("love❤\ufe0f❤\ufe0f❤\ufe0f", 8, "love❤\ufe0f…"),  # variation selector stays with its heart
+            ("🇺🇸🇫🇷🇩🇪", 4, "🇺🇸…"),  # flags are pairs
+            ("ab\ud83d\ude00cd", 4, "ab…"),  # surrogate pair written as code points
+        ],
+    )
+    def test_never_splits_a_sequence(self, text, limit, expected):
+        """A cut never leaves half an emoji, a lone surrogate or a letter without its accent."""
+        assert fit_to_length(text, limit) == expected
+
+    @pytest.mark.parametrize(("limit", "marker"), [(1, "…"), (3, "..."), (0, "")])
+    def test_limit_too_small_for_marker(self, limit, marker):
+        """A limit that leaves no room for a character and the marker is a ValueError."""
+        with pytest.raises(ValueError, match="max_length"):
+            fit_to_length("abcdef", limit, marker)
+
+    @QUICK
+    @given(SOME_TEXT, st.integers(20, DEFAULT_MAX_LENGTH), st.sampled_from(["…", "...", ""]))
+    def test_any_text_fits(self, text, limit, marker):
+        """Any sanitized text fits the limit, encodes as UTF-8, has no brackets and keeps its start."""
+        clean = sanitize(text)
+        fitted = fit_to_length(clean, limit, marker)
+        assert len(fitted) <= limit
+        fitted.encode("utf-8")
+        assert not set(fitted) & set(ALL_BRACKETS)
+        kept = fitted if fitted == clean else fitted[: len(fitted) - len(marker)]
+        assert clean.startswith(kept)
+
+
+class TestSegments:
+    @pytest.mark.parametrize(
+        ("text", "encoding"),
+        [
+            ("Disk full on db-1 @ 14:05, 95% used", "GSM-7"),
+            ("Café Müller: {json} ~ €5 [x]", "GSM-7"),
+            ("can’t connect", "UCS-2"),  # noqa: RUF001 - one curly quote
+            ("cut here…", "UCS-2"),
+            ("x2 × 3", "UCS-2"),  # noqa: RUF001
+            ("数据库超时", "UCS-2"),
+            ("tab\there", "UCS-2"),
+        ],
+    )
+    def test_encoding(self, text, encoding):
+        """One character outside GSM 03.38 makes the whole message UCS-2."""
+        assert sms_encoding(text) == encoding
+
+    @pytest.mark.parametrize(
+        ("text", "segments"),
+        [
+            ("", 0),
+            ("a" * 160, 1),
+            ("a" * 161, 2),
+            ("a" * 306, 2),
+            ("a" * 307, 3),
+            ("{" * 80, 1),
+            ("{" * 81, 2),
+            ("a" * 159 + "€", 2),
+            ("数" * 70, 1),
+            ("数" * 71, 2),
+            ("数" * 134, 2),
+            ("数" * 135, 3),
+            ("😀" * 35, 1),
+            ("😀" * 36, 2),
+        ],
+    )
+    def test_count_segments(self, text, segments):
+        """GSM-7 bills 160 then 153 per segment (extension characters count twice); UCS-2 70 then 67."""
+        assert count_segments(text) == segments
+
+    def test_chinese_alert_with_sign_bills_eight(self):
+        """A 490-character Chinese alert with the 【华为云】 sign is 8 SMS per recipient."""
+        assert billed_segments("数" * 490, signature=HUAWEI_SIGN) == 8
+
+    def test_sign_forces_ucs2_for_english(self):
+        """A Chinese sign turns a 150-character English alert from 1 SMS into 3."""
+        alert = "E" * 150
+        assert billed_segments(alert) == 1
+        assert billed_segments(alert, signature=HUAWEI_SIGN) == 3
+
+    def test_empty_message_costs_nothing(self):
+        """Nothing to send costs nothing, signature or not."""
+        assert billed_segments("", signature=HUAWEI_SIGN) == 0
+
+    @QUICK
+    @given(ANY_TEXT)
+    def test_segments_never_fail(self, text):
+        """Any text, lone surrogates included, gets a segment count; only empty text is free."""
+        assert (count_segments(text) == 0) == (text == "")
