@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Optional, Tuple, Type, Union
+from typing import Any, Optional, Union
 
 __all__ = [
     "MAX_SNAPSHOT_CHARS",
@@ -28,9 +28,9 @@ __all__ = [
 MAX_SNAPSHOT_CHARS = 2048
 
 #: What makes two alerts "the same problem": logger, level, template, exception type and innermost frame.
-Fingerprint = Tuple[str, int, str, str, str]
+Fingerprint = tuple[str, int, str, str, str]
 
-ExcInfo = Tuple[Type[BaseException], BaseException, Optional[TracebackType]]
+ExcInfo = tuple[type[BaseException], BaseException, Optional[TracebackType]]
 _EVENT_SKIP = frozenset({"event", "level", "log_level", "logger", "logger_name", "timestamp", "exc_info"})
 
 
@@ -207,7 +207,7 @@ def mark_paged(event_dict: Mapping[str, Any]) -> None:
 
 
 def was_paged(record: logging.LogRecord) -> bool:
-    """True if ``record`` carries an event an ``SMNProcessor`` already paged (and forget it)."""
+    """Tell whether ``record`` carries an event an ``SMNProcessor`` already paged (and forget it)."""
     event: Union[Mapping[str, Any], None] = getattr(_paged, "event", None)
     if event is None:
         return False

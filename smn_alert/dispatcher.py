@@ -1,0 +1,307 @@
+"""The hand-over buffer and the background worker that turns alerts into pages.
+
+The application thread only appends to a deque and, when the worker sleeps, sets an event: no lock is taken on
+the common path and nothing there can block. One daemon worker per dispatcher, started on the first alert,
+drains the buffer into a :class:`~smn_alert.pager.Pager`, sends what it says is due through a
+:class:`~smn_alert.senders.Sender`, and sleeps until the next deadline. ``flush`` and ``close`` have
+deadlines, ``close`` is idempotent, and a forked child starts afresh without the parent's pending alerts.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Callable, Optional, Union
+
+from smn_alert.alert import Alert
+from smn_alert.errors import SMNError
+from smn_alert.pager import Page, Pager
+from smn_alert.senders import Delivery, Sender
+
+__all__ = ["DEFAULT_CAPACITY", "DEFAULT_SHUTDOWN_TIMEOUT", "Dispatcher"]
+
+#: Alerts the hand-over buffer holds before new ones are only counted.
+DEFAULT_CAPACITY = 10_000
+#: Seconds ``close()`` and a bare ``flush()`` wait for pending pages.
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+#: Seconds between two diagnostics of the same kind on the ``smn_alert`` logger.
+DIAGNOSTIC_INTERVAL = 60.0
+
+_log = logging.getLogger("smn_alert")
+_live: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
+
+
+class Dispatcher:
+    """Takes alerts from any thread and pages them from one background thread.
+
+    Args:
+        sender: Sends one SMS text (SmsBatchPublish or topic).
+        make_pager: Builds the decision state; called again in a forked child so it starts empty.
+        capacity: Alerts the buffer holds; past it, ERRORs are counted as dropped. CRITICALs get a reserve
+            of a tenth more, so a CRITICAL is never dropped to keep an ERROR.
+        shutdown_timeout: Default deadline for ``flush()`` and ``close()``.
+        clock: Monotonic clock for the pager's decisions.
+        name: Name of the worker thread.
+    """
+
+    def __init__(
+        self,
+        sender: Sender,
+        make_pager: Callable[[], Pager],
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+        name: str = "smn_alert",
+    ) -> None:
+        self._sender, self._make_pager = sender, make_pager
+        self.capacity, self.shutdown_timeout = capacity, shutdown_timeout
+        self._ceiling = capacity + max(10, capacity // 10)
+        self._limit = capacity
+        self._clock, self._name = clock, name
+        self._closed = False
+        self._reset()
+        _live.add(self)
+
+    def _reset(self) -> None:
+        """Fresh buffer, locks and pager: at construction and in a forked child."""
+        self._buffer: deque[Alert] = deque()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
+        self._overflow_lock = threading.Lock()
+        self._overflow = 0
+        self._pager = self._make_pager()
+        self._worker: Optional[threading.Thread] = None
+        self.worker_ident: Optional[int] = None
+        self._no_thread = False
+        self._closing = False
+        self._close_deadline = 0.0
+        self._flushers = 0
+        self._last_said: dict[str, float] = {}
+
+    # --- application thread -------------------------------------------------------------------------
+    def submit(self, alert: Alert) -> bool:
+        """Hand ``alert`` to the worker without blocking; False when it could only be counted."""
+        buffer = self._buffer
+        if len(buffer) >= self._limit and not self._admit_over_capacity(alert):
+            return False
+        buffer.append(alert)
+        if self._worker is None:
+            self._start_worker()
+        if not self._wake.is_set():
+            self._wake.set()
+        return True
+
+    def _admit_over_capacity(self, alert: Alert) -> bool:
+        """Handle a full (or closed) buffer: admit a CRITICAL into the reserve, else count it."""
+        if not self._closed and alert.levelno >= logging.CRITICAL and len(self._buffer) < self._ceiling:
+            return True
+        with self._overflow_lock:
+            self._overflow += 1
+        if self._closed:
+            self._say(
+                "closed", "an alert was logged after the SMN handler was closed; it is counted, not paged"
+            )
+        return False
+
+    def _start_worker(self) -> None:
+        with self._lock:
+            if self._worker is not None or self._no_thread:
+                return
+            worker = threading.Thread(target=self._run, name=self._name, daemon=True)
+            try:
+                worker.start()
+            except RuntimeError:  # interpreter shutting down: close() sends on the calling thread
+                self._no_thread = True
+                return
+            self._worker = worker
+            self.worker_ident = worker.ident
+
+    # --- worker thread ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            try:
+                if not self._step():
+                    return
+            except Exception:  # a bug must not stop paging: say it, breathe, carry on (like sentry's worker)
+                _log.exception("smn_alert worker hit an unexpected error; it carries on")
+                self._wake.wait(1.0)
+
+    def _step(self, *, wait: bool = True) -> bool:
+        """One pass: wait for work or a deadline, take what is due, send it. False when closing is done."""
+        if wait:
+            self._wake.wait(self._sleep_time())
+        self._wake.clear()
+        page = self._take()
+        if page is not None:
+            self._settle(page, self._send(page))
+        with self._lock:
+            self._settled.notify_all()
+            return not (self._closing and self._finished())
+
+    def _sleep_time(self) -> Optional[float]:
+        """Return seconds to the pager's next deadline (None: until woken), capped by the close deadline."""
+        with self._lock:
+            now = self._clock()
+            wakeup = self._pager.next_wakeup(now)
+            closing = self._closing
+        delay = None if wakeup is None else max(0.0, wakeup - now)
+        if closing:
+            left = max(0.0, self._close_deadline - time.monotonic())
+            delay = left if delay is None else min(delay, left)
+        return delay
+
+    def _take(self) -> Optional[Page]:
+        with self._lock:
+            now = self._clock()
+            self._drain(now)
+            closing = self._closing
+            return self._pager.take_due(now, force=closing or self._flushers > 0, override_budget=closing)
+
+    def _drain(self, now: float) -> None:
+        buffer, pager = self._buffer, self._pager
+        while buffer:
+            pager.add(buffer.popleft(), now)
+        if self._overflow:
+            with self._overflow_lock:
+                count, self._overflow = self._overflow, 0
+            pager.add_dropped(count)
+            self._say("overflow", "%d alerts dropped: the buffer of %d was full", count, self.capacity)
+
+    def _send(self, page: Page) -> Union[Delivery, SMNError]:
+        try:
+            return self._sender.send(page.text)
+        except SMNError as error:
+            return error
+        except Exception as error:  # the sender's bug or requests' surprise: retry like a server error
+            return SMNError(f"sending failed: {type(error).__name__}: {error}")
+
+    def _settle(self, page: Page, outcome: Union[Delivery, SMNError]) -> None:
+        with self._lock:
+            note = self._pager.settle(page, outcome, self._clock())
+        if note:
+            self._say(type(outcome).__name__, "%s", note)
+
+    def _finished(self) -> bool:
+        """Tell whether closing is done: nothing is left, or the deadline passed (the rest stays pending)."""
+        left = bool(self._buffer) or self._pager.pending > 0 or self._overflow > 0
+        return not left or time.monotonic() >= self._close_deadline
+
+    def _say(self, key: str, message: str, *args: object) -> None:
+        """Log smn_alert's own trouble, at most once per key per ``DIAGNOSTIC_INTERVAL``."""
+        now = time.monotonic()
+        if now - self._last_said.get(key, -DIAGNOSTIC_INTERVAL) >= DIAGNOSTIC_INTERVAL:
+            self._last_said[key] = now
+            _log.warning(message, *args)
+
+    # --- control ------------------------------------------------------------------------------------
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Send what is pending now, waiting at most ``timeout`` seconds (default ``shutdown_timeout``).
+
+        Returns True when nothing is left pending. Returns early (False) when what is left cannot go out
+        before the deadline: the SMS budget is spent or the circuit is open.
+        """
+        deadline = time.monotonic() + (self.shutdown_timeout if timeout is None else timeout)
+        if self._buffer and self._worker is None:
+            self._start_worker()
+        with self._lock:
+            self._flushers += 1
+            try:
+                return self._wait_until_empty(deadline)
+            finally:
+                self._flushers -= 1
+
+    def _wait_until_empty(self, deadline: float) -> bool:
+        while True:
+            if not self._buffer and not self._overflow and self._pager.pending == 0:
+                return True
+            remaining = deadline - time.monotonic()
+            now = self._clock()
+            blocked = self._pager.blocked_until(now)
+            stuck = self._worker is None or not self._worker.is_alive()
+            if remaining <= 0 or stuck or (blocked is not None and blocked - now > remaining):
+                return False
+            self._wake.set()
+            self._settled.wait(min(remaining, 0.1))
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Send what is pending within ``timeout`` (default ``shutdown_timeout``), then stop; idempotent."""
+        if self._closed:
+            return
+        self.begin_close(timeout)
+        self.finish_close()
+
+    def begin_close(self, timeout: Optional[float] = None) -> None:
+        """Tell the worker to send everything now and stop (half of ``close``, for closing many at once)."""
+        with self._lock:
+            self._closed = True
+            self._closing = True
+            self._limit = 0  # every later submit takes the slow path, which counts it
+            self._pager.expedite()
+            self._close_deadline = time.monotonic() + (self.shutdown_timeout if timeout is None else timeout)
+        self._wake.set()
+
+    def finish_close(self) -> None:
+        """Wait for the worker until the deadline; without a worker, page on the calling thread."""
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(max(0.0, self._close_deadline - time.monotonic()))
+        elif worker is None and (self._buffer or self._overflow):
+            while self._step(wait=False):
+                pass
+        left = self.stats()["pending"]
+        if left:
+            _log.warning("smn_alert: %d alerts were not paged before shutdown", left)
+        self._sender.close()
+
+    # --- observation --------------------------------------------------------------------------------
+    def stats(self) -> dict[str, object]:
+        """Counters that add up: received = sent + folded + suppressed + dropped + failed + pending."""
+        with self._lock:
+            counters = self._pager.counters
+            queued = len(self._buffer) + self._overflow
+            result: dict[str, object] = {
+                "received": counters.received + queued,
+                "sent": counters.sent,
+                "folded": counters.folded,
+                "suppressed": counters.suppressed,
+                "dropped": counters.dropped,
+                "failed": counters.failed,
+                "pending": self._pager.pending + queued,
+                "pages": counters.pages,
+                "segments": counters.segments,
+                "retried": counters.retried,
+                "refused": counters.refused,
+                "delivered": dict(counters.delivered),
+                "last_error": counters.last_error,
+            }
+        return result
+
+    def _after_fork_in_child(self) -> None:
+        if not self._closed:
+            self._reset()
+
+
+def _reset_after_fork() -> None:
+    for dispatcher in list(_live):
+        dispatcher._after_fork_in_child()
+
+
+def _close_all() -> None:
+    """At interpreter exit: close every dispatcher still open, all against one shared deadline."""
+    open_ones = [d for d in list(_live) if not d._closed]
+    for dispatcher in open_ones:
+        dispatcher.begin_close()
+    for dispatcher in open_ones:
+        dispatcher.finish_close()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+atexit.register(_close_all)

@@ -1,0 +1,117 @@
+"""``SMNHandler``: a ``logging.Handler`` that pages serious records by SMS through SMN.
+
+A thin adapter: ``emit`` snapshots the record into an :class:`~smn_alert.alert.Alert` and hands it to the
+dispatcher without blocking; everything else (folding, budget, text, sending) happens on the worker thread.
+It subclasses ``logging.Handler``, not ``QueueHandler``, because ``dictConfig`` special-cases the latter.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Optional, Union
+
+from smn_alert.alert import Alert, was_paged
+from smn_alert.config import PagerSettings, mask_number
+from smn_alert.pipeline import build_dispatcher
+from smn_alert.senders import Sender
+
+__all__ = ["IGNORED_LOGGERS", "SMNHandler"]
+
+#: Records from these loggers (and their children) never become alerts: they would page about paging.
+IGNORED_LOGGERS = ("smn_alert", "urllib3", "requests")
+_MAX_NAME_CACHE = 4096
+
+
+def _is_ignored(name: str) -> bool:
+    return any(name == root or name.startswith(root + ".") for root in IGNORED_LOGGERS)
+
+
+class SMNHandler(logging.Handler):
+    """Pages on-call people by SMS when a record at ``level`` or above is logged.
+
+    Args:
+        endpoints: Phone numbers (a list, or one comma-separated string); or give ``topic_urn`` instead.
+        level: Lowest level that pages (default ``ERROR``).
+        sender: For tests: a :class:`~smn_alert.senders.Sender` used instead of SMN.
+        clock: For tests: the monotonic clock the pipeline decides by.
+        **settings: Every other setting, as plain values (see the README's settings table): connection
+            (``project_id``, ``region``, ``endpoint_url``, ``ak``, ``sk``, ...), ``topic_urn``, ``sign_id``,
+            ``prefix``, ``max_length``, ``budget``, ``budget_period``, ``window``, ``capacity``,
+            ``shutdown_timeout``, ``redact_patterns`` ... Unset ones come from the environment.
+
+    Raises:
+        ValueError: A setting is missing or wrong (the message names it); raised here, at start-up.
+    """
+
+    def __init__(
+        self,
+        endpoints: Union[str, list[str], tuple[str, ...], None] = None,
+        *,
+        level: Union[int, str] = logging.ERROR,
+        sender: Optional[Sender] = None,
+        clock: Callable[[], float] = time.monotonic,
+        **settings: Any,
+    ) -> None:
+        super().__init__(level)
+        if endpoints is not None:
+            settings["endpoints"] = endpoints
+        self.settings = PagerSettings.from_kwargs(**settings)
+        self._dispatcher = build_dispatcher(
+            self.settings, sender=sender, clock=clock, name="smn_alert-handler"
+        )
+        self._ignored: dict[str, bool] = {}
+
+    def handle(self, record: logging.LogRecord) -> Any:
+        """Filter and emit ``record`` without the handler lock: ``emit`` is thread-safe and never blocks."""
+        result = self.filter(record)
+        if result:
+            self.emit(result if isinstance(result, logging.LogRecord) else record)
+        return result
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Snapshot ``record`` and hand it to the worker; never raises, never changes the record."""
+        try:
+            if self.accepts(record):
+                self._dispatcher.submit(Alert.from_record(record))
+        except Exception:
+            self.handleError(record)
+
+    def accepts(self, record: logging.LogRecord) -> bool:
+        """Refuse records that must not page: smn_alert's own, its HTTP stack's, or already paged ones."""
+        ignored = self._ignored.get(record.name)
+        if ignored is None:
+            ignored = _is_ignored(record.name)
+            if len(self._ignored) < _MAX_NAME_CACHE:
+                self._ignored[record.name] = ignored
+        if ignored or record.thread == self._dispatcher.worker_ident:
+            return False
+        return not was_paged(record)
+
+    def flush(self, timeout: Optional[float] = None) -> bool:  # type: ignore[override]
+        """Wait until pending alerts are sent, at most ``timeout`` seconds (default ``shutdown_timeout``).
+
+        Returns:
+            True when nothing is left pending.
+        """
+        return self._dispatcher.flush(timeout)
+
+    def close(self) -> None:
+        """Send what is pending within ``shutdown_timeout``, then stop the worker; safe to call twice."""
+        try:
+            self._dispatcher.close()
+        finally:
+            super().close()
+
+    def stats(self) -> dict[str, object]:
+        """Counters: received, sent, folded, suppressed, dropped, failed, pending, pages, segments, ..."""
+        return self._dispatcher.stats()
+
+    def __repr__(self) -> str:
+        level = logging.getLevelName(self.level)
+        settings = self.settings
+        if settings.mode == "topic":
+            target = f"topic {settings.topic_urn}"
+        else:
+            target = "sms to " + ", ".join(mask_number(n) for n in settings.endpoints)
+        return f"<{type(self).__name__} ({level}) {target}>"

@@ -1,0 +1,354 @@
+"""What the worker decides, as a pure state machine: fold alerts, open windows, spend the budget, retry.
+
+No threads and no I/O here: every method takes ``now`` (monotonic seconds) and the wall clock is injected,
+so folding, budget, circuit and retry timing are tested without sleeping. The dispatcher feeds alerts in,
+asks :meth:`Pager.take_due` for the page to send, sends it, and reports back with :meth:`Pager.settle`.
+
+Every alert ends in exactly one counter: ``sent`` (it headed a kind in a delivered SMS), ``folded`` (it
+was counted in one), ``suppressed`` (counted in one that the SMS budget delayed), ``dropped`` (the buffer
+was full), ``failed`` (its SMS could not be delivered), or it is still ``pending``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Iterable
+from typing import Callable, Optional, Union
+
+from smn_alert.alert import Alert, Fingerprint
+from smn_alert.digest import GroupSummary, PageContext, compose
+from smn_alert.errors import SMNError
+from smn_alert.fields import mask_number
+from smn_alert.ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
+from smn_alert.senders import Delivery
+
+__all__ = ["DEFAULT_MAX_GROUPS", "DEFAULT_WINDOW", "Counters", "Group", "Page", "Pager"]
+
+#: Seconds after a page during which further alerts are folded into one digest.
+DEFAULT_WINDOW = 300.0
+#: Distinct kinds kept per digest; more are counted together as "other kinds" so memory stays bounded.
+DEFAULT_MAX_GROUPS = 200
+
+_OTHER: Fingerprint = ("", 0, "<other kinds>", "", "")
+
+
+class Group:
+    """Alerts of one fingerprint waiting for the next page: the first one's text, and how many."""
+
+    __slots__ = ("alert", "count", "first_mono", "first_seen", "last_seen")
+
+    def __init__(self, alert: Alert, now: float) -> None:
+        self.alert = alert
+        self.count = 1
+        self.first_seen = self.last_seen = alert.created
+        self.first_mono = now
+
+    def add(self, alert: Alert) -> None:
+        """Count one more alert of this kind."""
+        self.count += 1
+        self.last_seen = max(self.last_seen, alert.created)
+
+    def merge(self, other: Group) -> None:
+        """Fold ``other`` (an older attempt of the same kind) into this group."""
+        if other.first_seen <= self.first_seen:
+            self.alert = other.alert
+        self.count += other.count
+        self.first_seen = min(self.first_seen, other.first_seen)
+        self.last_seen = max(self.last_seen, other.last_seen)
+        self.first_mono = min(self.first_mono, other.first_mono)
+
+    def summary(self) -> GroupSummary:
+        """Return the view the text composer needs."""
+        return GroupSummary(self.alert, self.count, self.first_seen, self.last_seen)
+
+
+@dataclasses.dataclass
+class Page:
+    """One SMS about to be sent, with what it accounts for."""
+
+    text: str
+    groups: list[Group]
+    alerts: int
+    held: bool
+    dropped: int
+    failed_before: int
+
+
+@dataclasses.dataclass
+class Counters:
+    """The ledger behind ``stats()``; see the module docstring for what each counter means."""
+
+    received: int = 0
+    sent: int = 0
+    folded: int = 0
+    suppressed: int = 0
+    dropped: int = 0
+    failed: int = 0
+    retried: int = 0
+    pages: int = 0
+    segments: int = 0
+    refused: int = 0
+    delivered: dict[str, int] = dataclasses.field(default_factory=dict)
+    last_error: Optional[str] = None
+
+
+Outcome = Union[Delivery, SMNError]
+
+
+class Pager:
+    """Decides when to page and with what text.
+
+    Args:
+        context: Prefix, length limit and redactions for every page (counts are filled in per page).
+        bucket: The SMS budget; one token per page.
+        breaker: Opens on errors a retry cannot fix (credentials, permission, content).
+        retry: Backoff and give-up rules for errors a retry can fix.
+        window: Seconds during which alerts after a page are folded into the next digest.
+        max_groups: Distinct kinds kept per digest.
+        segments: Counts the billed segments of a text (per recipient).
+        rng: Randomness for backoff jitter.
+    """
+
+    def __init__(
+        self,
+        context: PageContext,
+        bucket: TokenBucket,
+        breaker: CircuitBreaker,
+        retry: RetryPolicy,
+        *,
+        window: float = DEFAULT_WINDOW,
+        max_groups: int = DEFAULT_MAX_GROUPS,
+        segments: Callable[[str], int] = len,
+        rng: random.Random | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.context, self.bucket, self.breaker, self.retry = context, bucket, breaker, retry
+        self.window, self.max_groups, self._segments = window, max_groups, segments
+        self._rng = rng or random.Random()
+        self._wall = wall
+        self.counters = Counters()
+        self._groups: dict[Fingerprint, Group] = {}
+        self._window_end: Optional[float] = None
+        self._window_level = 0
+        self._not_before = 0.0
+        self._attempt = 0
+        self._paid = False
+        self._held_since: Optional[float] = None
+        self._dropped_unreported = 0
+        self._failed_unreported = 0
+        self._in_flight = 0
+
+    # --- intake -------------------------------------------------------------------------------------
+    def add(self, alert: Alert, now: float) -> None:
+        """Fold one alert into the pending digest."""
+        self.counters.received += 1
+        key = alert.fingerprint
+        group = self._groups.get(key)
+        if group is not None:
+            group.add(alert)
+        elif len(self._groups) < self.max_groups:
+            self._groups[key] = Group(alert, now)
+        else:
+            self._add_other(alert, now)
+
+    def _add_other(self, alert: Alert, now: float) -> None:
+        group = self._groups.get(_OTHER)
+        if group is None:
+            stand_in = Alert(alert.levelno, alert.levelname, "", "<other kinds>", "alerts of other kinds",
+                             created=alert.created)  # fmt: skip
+            self._groups[_OTHER] = Group(stand_in, now)
+        else:
+            group.add(alert)
+
+    def add_dropped(self, count: int) -> None:
+        """Count alerts the buffer had no room for; the next page says how many."""
+        self.counters.received += count
+        self.counters.dropped += count
+        self._dropped_unreported += count
+
+    # --- what is waiting ----------------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Alerts taken in but not yet resolved (waiting, or in the SMS being sent)."""
+        return sum(group.count for group in self._groups.values()) + self._in_flight
+
+    def _has_news(self) -> bool:
+        return bool(self._groups) or self._dropped_unreported > 0
+
+    def _due_at(self, now: float) -> float:
+        """When the waiting alerts are due by the folding rules alone (ignoring budget and circuit)."""
+        if self._paid:
+            return self._not_before  # a retry that already spent its token
+        if self._window_end is None or self._top_level() > self._window_level:
+            return now  # first page of a quiet spell, or something worse than what was paged
+        return self._window_end
+
+    def _top_level(self) -> int:
+        return max((group.alert.levelno for group in self._groups.values()), default=0)
+
+    def blocked_until(self, now: float) -> Optional[float]:
+        """When budget, circuit or backoff next allow a page (``now`` if they do now; None if idle)."""
+        if not self._has_news():
+            return None
+        times = [now, self._not_before if self._paid else now]
+        if not self._paid and self.bucket.tokens < 1:
+            times.append(now + self.bucket.next_available())
+        if self.breaker.is_open:
+            times.append(now + self.breaker.reopens_in())
+        return max(times)
+
+    def next_wakeup(self, now: float) -> Optional[float]:
+        """Return the next moment ``take_due`` may have something to do, or None when there is nothing."""
+        if not self._has_news():
+            return self._window_end
+        due = max(self._due_at(now), self.blocked_until(now) or now)
+        if self.breaker.is_open and self._groups:
+            oldest = min(group.first_mono for group in self._groups.values())
+            due = min(due, oldest + self.retry.max_age)
+        return due
+
+    def expedite(self) -> None:
+        """Drop a pending backoff so the next ``take_due`` may send at once (the last try at shutdown)."""
+        self._not_before = 0.0
+
+    # --- decisions ----------------------------------------------------------------------------------
+    def take_due(self, now: float, *, force: bool = False, override_budget: bool = False) -> Optional[Page]:
+        """Return the page to send now, or None.
+
+        Args:
+            now: Monotonic time.
+            force: Send what is waiting without waiting for the folding window (flush, close).
+            override_budget: Allow one page even when the budget is spent (the last page at shutdown).
+        """
+        if not self._has_news():
+            if self._window_end is not None and now >= self._window_end:
+                self._window_end = None  # a whole window without alerts: the spell is quiet again
+            return None
+        due = self._not_before if self._paid else (now if force else self._due_at(now))
+        if due > now:  # a flush skips the folding window, never a retry's backoff
+            return None
+        if not self._paid and self.bucket.tokens < 1 and not override_budget:
+            self._held_since = self._held_since or self._wall()
+            return None
+        if not self.breaker.allow():
+            self._expire(now)
+            return None
+        if not self._paid and not self.bucket.try_acquire():
+            self.counters.last_error = "SMS budget spent; the last page at shutdown goes out anyway"
+        return self._build(now)
+
+    def _build(self, now: float) -> Page:
+        groups = list(self._groups.values())
+        self._groups = {}
+        held = self._held_since is not None
+        context = dataclasses.replace(
+            self.context,
+            held_back=sum(g.count for g in groups) if held else 0,
+            held_since=self._held_since,
+            dropped=self._dropped_unreported,
+            failed_before=self._failed_unreported,
+        )
+        text = compose([g.summary() for g in groups], context)
+        page = Page(text, groups, sum(g.count for g in groups), held, context.dropped, context.failed_before)
+        self._dropped_unreported = self._failed_unreported = 0
+        self._in_flight = page.alerts
+        self._open_window(now, groups)
+        return page
+
+    def _open_window(self, now: float, groups: Iterable[Group]) -> None:
+        level = max((g.alert.levelno for g in groups), default=0)
+        self._window_level = max(level, self._window_level) if self._window_end is not None else level
+        self._window_end = now + self.window
+
+    # --- results ------------------------------------------------------------------------------------
+    def settle(self, page: Page, outcome: Outcome, now: float) -> Optional[str]:
+        """Account for what happened to ``page``; returns a diagnostic to log, or None."""
+        self._in_flight = 0
+        if isinstance(outcome, Delivery) and outcome.ok:
+            return self._delivered(page, outcome)
+        if isinstance(outcome, Delivery):
+            codes = sorted({str(r.code) for r in outcome.refused})
+            reason = f"every number was refused ({', '.join(codes)})"
+            return self._give_up(page, reason, open_circuit=True)
+        if outcome.retryable:
+            return self._retry_later(page, outcome, now)
+        return self._give_up(page, _describe(outcome), open_circuit=True)
+
+    def _delivered(self, page: Page, delivery: Delivery) -> Optional[str]:
+        counters = self.counters
+        kinds = len(page.groups)
+        counters.sent += kinds
+        if page.held:
+            counters.suppressed += page.alerts - kinds
+        else:
+            counters.folded += page.alerts - kinds
+        counters.pages += 1
+        counters.segments += self._segments(page.text) * len(delivery.delivered)
+        for endpoint in delivery.delivered:
+            masked = endpoint if endpoint.startswith("urn:") else mask_number(endpoint)
+            counters.delivered[masked] = counters.delivered.get(masked, 0) + 1
+        counters.refused += len(delivery.refused)
+        self.breaker.record_success()
+        self._held_since = None
+        self._attempt, self._paid = 0, False
+        if delivery.refused:
+            return "numbers refused: " + ", ".join(
+                f"{mask_number(r.endpoint)} ({r.code})" for r in delivery.refused
+            )
+        return None
+
+    def _retry_later(self, page: Page, error: SMNError, now: float) -> Optional[str]:
+        self.breaker.record_failure(_describe(error))  # a failed trial after an open circuit reopens it
+        self._attempt += 1
+        delay = self.retry.delay(self._attempt, error, self._rng)
+        oldest = min((g.first_mono for g in page.groups), default=now)
+        if delay is None or self.retry.should_give_up(oldest, now, delay):
+            return self._give_up(page, _describe(error) + " (gave up retrying)", open_circuit=False)
+        self._requeue(page)
+        self.counters.retried += 1
+        self.counters.last_error = _describe(error)
+        self._not_before, self._paid = now + delay, True
+        return f"{_describe(error)}; retry {self._attempt} in {delay:.1f} s"
+
+    def _requeue(self, page: Page) -> None:
+        """Put a failed page's groups back, merged with whatever arrived meanwhile."""
+        for group in page.groups:
+            current = self._groups.get(_key(group))
+            if current is None:
+                self._groups[_key(group)] = group
+            else:
+                current.merge(group)
+        self._dropped_unreported += page.dropped
+        self._failed_unreported += page.failed_before
+
+    def _give_up(self, page: Page, reason: str, *, open_circuit: bool) -> str:
+        self.counters.failed += page.alerts
+        self.counters.last_error = reason
+        self._failed_unreported += page.alerts + page.failed_before
+        self._dropped_unreported += page.dropped
+        self._attempt, self._paid = 0, False
+        if open_circuit:
+            self.breaker.open(reason)
+        return f"page not delivered: {reason}"
+
+    def _expire(self, now: float) -> None:
+        """Give up alerts that waited longer than ``max_age`` behind an open circuit."""
+        for key, group in list(self._groups.items()):
+            if now - group.first_mono > self.retry.max_age:
+                del self._groups[key]
+                self.counters.failed += group.count
+                self._failed_unreported += group.count
+
+
+def _key(group: Group) -> Fingerprint:
+    return (
+        _OTHER
+        if group.alert.template == "<other kinds>" and not group.alert.logger
+        else group.alert.fingerprint
+    )
+
+
+def _describe(error: SMNError) -> str:
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,77 @@
+"""Assemble the paging pipeline from settings: client, sender, pager and dispatcher.
+
+``SMNHandler`` and ``SMNProcessor`` are thin adapters over the same pipeline; this module is where the
+settings turn into parts, so both build it the same way and tests can swap the sender and the clock.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Callable, Optional
+
+from smn_alert.client import SMNClient
+from smn_alert.config import PagerSettings
+from smn_alert.digest import PageContext
+from smn_alert.dispatcher import Dispatcher
+from smn_alert.pager import Pager
+from smn_alert.ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
+from smn_alert.senders import Sender, SmsSender, TopicSender
+from smn_alert.text import compile_redactions, count_segments
+
+__all__ = ["build_dispatcher", "build_sender"]
+
+#: The longest a circuit stays open after repeated auth or permission failures.
+MAX_CIRCUIT_COOLDOWN = 1800.0
+
+
+def build_sender(settings: PagerSettings) -> Sender:
+    """Build the sender for ``settings.mode``: SmsBatchPublish to the numbers, or a topic publish."""
+    client = SMNClient(**settings.connection)  # type: ignore[arg-type]
+    if settings.mode == "topic":
+        assert settings.topic_urn is not None
+        return TopicSender(client, settings.topic_urn, subject=settings.subject)
+    return SmsSender(
+        client,
+        settings.endpoints,
+        sign_id=settings.sign_id,
+        message_include_sign_flag=settings.message_include_sign_flag,
+        extend_code=settings.extend_code,
+        extend_src_id=settings.extend_src_id,
+    )
+
+
+def build_dispatcher(
+    settings: PagerSettings,
+    *,
+    sender: Optional[Sender] = None,
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+    name: str = "smn_alert",
+) -> Dispatcher:
+    """Build a dispatcher that pages per ``settings`` (``sender`` and clocks are injectable for tests)."""
+    redactions = compile_redactions(settings.redact_patterns)
+    context = PageContext(prefix=settings.prefix, max_length=settings.max_length, redactions=redactions)
+
+    def make_pager() -> Pager:
+        return Pager(
+            context,
+            TokenBucket(settings.budget, settings.budget_period, clock=clock),
+            CircuitBreaker(
+                settings.circuit_cooldown, max(MAX_CIRCUIT_COOLDOWN, settings.circuit_cooldown), clock=clock
+            ),
+            RetryPolicy(max_age=settings.max_retry_age),
+            window=settings.window,
+            segments=count_segments,
+            rng=random.Random(),
+            wall=wall,
+        )
+
+    return Dispatcher(
+        sender if sender is not None else build_sender(settings),
+        make_pager,
+        capacity=settings.capacity,
+        shutdown_timeout=settings.shutdown_timeout,
+        clock=clock,
+        name=name,
+    )

@@ -1,0 +1,119 @@
+"""``SMNProcessor``: a structlog processor that pages serious events by SMS through SMN.
+
+It does not import structlog: a processor is any callable ``(logger, method_name, event_dict) -> event_dict``.
+It snapshots events at or above its level, hands them to its dispatcher, and returns the event dict unchanged,
+so it can sit anywhere in the chain. Events it paged are remembered for the current thread, so an
+``SMNHandler`` behind structlog's ``ProcessorFormatter`` does not page them a second time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import MutableMapping
+from typing import Any, Callable, Optional, Union
+
+from smn_alert.alert import Alert, mark_paged
+from smn_alert.config import PagerSettings
+from smn_alert.pipeline import build_dispatcher
+from smn_alert.senders import Sender
+
+__all__ = ["SMNProcessor"]
+
+_LEVELS = {
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+    "exception": logging.ERROR,
+    "error": logging.ERROR,
+    "err": logging.ERROR,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "info": logging.INFO,
+    "msg": logging.INFO,
+    "debug": logging.DEBUG,
+    "notset": logging.NOTSET,
+}
+_NAMES = {logging.CRITICAL: "CRITICAL", logging.ERROR: "ERROR", logging.WARNING: "WARNING",
+          logging.INFO: "INFO", logging.DEBUG: "DEBUG"}  # fmt: skip
+
+
+def _levelno(level: object) -> Optional[int]:
+    if isinstance(level, int) and not isinstance(level, bool):
+        return level
+    if isinstance(level, str):
+        return _LEVELS.get(level.strip().lower())
+    return None
+
+
+def _logger_name(logger: object, event_dict: MutableMapping[str, Any]) -> str:
+    name = event_dict.get("logger") or event_dict.get("logger_name") or getattr(logger, "name", None)
+    return name if isinstance(name, str) else "structlog"
+
+
+class SMNProcessor:
+    """Pages structlog events at ``level`` or above; returns every event dict unchanged.
+
+    Args:
+        endpoints: Phone numbers (a list, or one comma-separated string); or give ``topic_urn`` instead.
+        level: Lowest level that pages, a name (``"error"``) or a number (default ``"error"``).
+        sender: For tests: a :class:`~smn_alert.senders.Sender` used instead of SMN.
+        clock: For tests: the monotonic clock the pipeline decides by.
+        **settings: The same settings as :class:`~smn_alert.handler.SMNHandler`.
+
+    Raises:
+        ValueError: A setting is missing or wrong (the message names it).
+    """
+
+    def __init__(
+        self,
+        endpoints: Union[str, list[str], tuple[str, ...], None] = None,
+        *,
+        level: Union[int, str] = "error",
+        sender: Optional[Sender] = None,
+        clock: Callable[[], float] = time.monotonic,
+        **settings: Any,
+    ) -> None:
+        levelno = _levelno(level)
+        if levelno is None:
+            raise ValueError(f"level={level!r}: must be a level name such as 'error' or a number")
+        self.levelno = levelno
+        if endpoints is not None:
+            settings["endpoints"] = endpoints
+        self.settings = PagerSettings.from_kwargs(**settings)
+        self._dispatcher = build_dispatcher(
+            self.settings, sender=sender, clock=clock, name="smn_alert-processor"
+        )
+
+    def __call__(self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+        """Page ``event_dict`` if it is serious enough; always return it unchanged."""
+        try:
+            levelno = _levelno(event_dict.get("level")) or _levelno(method_name)
+            if levelno is not None and levelno >= self.levelno and self._accepts():
+                name = _logger_name(logger, event_dict)
+                alert = Alert.from_event_dict(
+                    event_dict, name, levelno, _NAMES.get(levelno, f"LEVEL{levelno}")
+                )
+                self._dispatcher.submit(alert)
+                mark_paged(event_dict)
+        except Exception:  # a pager must never break the application's logging call
+            pass
+        return event_dict
+
+    def _accepts(self) -> bool:
+        return threading.get_ident() != self._dispatcher.worker_ident
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Wait until pending alerts are sent, at most ``timeout`` seconds; True when none are left."""
+        return self._dispatcher.flush(timeout)
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Send what is pending within the timeout, then stop the worker; safe to call twice."""
+        self._dispatcher.close(timeout)
+
+    def stats(self) -> dict[str, object]:
+        """Return the same counters as ``SMNHandler.stats()``."""
+        return self._dispatcher.stats()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} level={self.levelno} mode={self.settings.mode}>"

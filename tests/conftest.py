@@ -1,0 +1,71 @@
+"""Shared fixtures: a recording sender, a clean logging state for every test."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import List, Optional, Union
+
+import pytest
+
+from smn_alert.errors import SMNError
+from smn_alert.senders import Delivery
+
+NUMBERS = ["+8613800000001", "+8613800000002"]
+
+
+class RecordingSender:
+    """A Sender that records texts, can be held (to simulate a hung SMN) or told to fail."""
+
+    def __init__(self, endpoints: Optional[List[str]] = None) -> None:
+        self.endpoints = tuple(endpoints or NUMBERS)
+        self.texts: List[str] = []
+        self.threads: List[str] = []
+        self.outcomes: List[Union[SMNError, Delivery]] = []
+        self.release = threading.Event()
+        self.release.set()
+        self.entered = threading.Event()
+        self.closed = False
+        self._cond = threading.Condition()
+
+    def send(self, text: str) -> Delivery:
+        self.entered.set()
+        self.release.wait()
+        with self._cond:
+            outcome = self.outcomes.pop(0) if self.outcomes else Delivery(delivered=self.endpoints)
+            if isinstance(outcome, Delivery):
+                self.texts.append(text)
+            self.threads.append(threading.current_thread().name)
+            self._cond.notify_all()
+        if isinstance(outcome, SMNError):
+            raise outcome
+        return outcome
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> List[str]:
+        with self._cond:
+            self._cond.wait_for(lambda: len(self.texts) >= count, timeout)
+            return list(self.texts)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def sender() -> RecordingSender:
+    return RecordingSender()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Every test leaves the root logger's handlers and level as it found them."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)

@@ -1,0 +1,174 @@
+"""The dispatcher's threads: lazy worker, hand-over, flush and close deadlines, overflow, counters."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+
+from smn_alert.alert import Alert
+from smn_alert.digest import PageContext
+from smn_alert.dispatcher import Dispatcher
+from smn_alert.errors import SMNServerError
+from smn_alert.pager import Pager
+from smn_alert.ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
+
+from .conftest import RecordingSender
+
+
+def alert(message: str = "db timeout", level: int = logging.ERROR) -> Alert:
+    return Alert(level, logging.getLevelName(level), "app.db", message, message)
+
+
+def make_dispatcher(
+    sender: RecordingSender, *, capacity: int = 1000, shutdown_timeout: float = 2.0, budget: int = 50
+) -> Dispatcher:
+    def make_pager() -> Pager:
+        return Pager(
+            PageContext(prefix="svc"),
+            TokenBucket(budget, 600.0),
+            CircuitBreaker(300.0, 1800.0),
+            RetryPolicy(base=0.01, cap=0.05, max_age=30.0),
+            window=300.0,
+            rng=random.Random(1),
+        )
+
+    return Dispatcher(sender, make_pager, capacity=capacity, shutdown_timeout=shutdown_timeout)
+
+
+def add_up(stats: dict[str, object]) -> bool:
+    parts = ("sent", "folded", "suppressed", "dropped", "failed", "pending")
+    return stats["received"] == sum(stats[p] for p in parts)  # type: ignore[misc]
+
+
+class TestHandOver:
+    def test_worker_starts_on_the_first_alert(self, sender: RecordingSender) -> None:
+        """No thread exists until something is worth paging; the first alert starts it and is paged."""
+        dispatcher = make_dispatcher(sender)
+        assert dispatcher.worker_ident is None
+        assert dispatcher.submit(alert("first"))
+        assert dispatcher.worker_ident is not None
+        assert "first" in sender.wait_for(1)[0]
+        assert sender.threads == ["smn_alert"]
+        dispatcher.close()
+
+    def test_submit_does_not_wait_for_a_hung_sender(self, sender: RecordingSender) -> None:
+        """While the worker is stuck in a send, submitting thousands of alerts still returns at once."""
+        sender.release.clear()
+        dispatcher = make_dispatcher(sender, capacity=100_000)
+        dispatcher.submit(alert())
+        assert sender.entered.wait(5)
+        for _ in range(10_000):
+            assert dispatcher.submit(alert())
+        assert dispatcher.stats()["pending"] == 10_001
+        sender.release.set()
+        dispatcher.close()
+
+    def test_flush_sends_what_is_folded_and_says_true(self, sender: RecordingSender) -> None:
+        """flush() sends the digest now instead of at the window's end, and returns True when empty."""
+        dispatcher = make_dispatcher(sender)
+        dispatcher.submit(alert())
+        sender.wait_for(1)
+        for _ in range(25):
+            dispatcher.submit(alert())
+        assert dispatcher.flush(5.0) is True
+        texts = sender.wait_for(2)
+        assert "x25" in texts[1] or "×25" in texts[1]
+        stats = dispatcher.stats()
+        assert stats["pending"] == 0 and stats["received"] == 26 and add_up(stats)
+        dispatcher.close()
+
+    def test_flush_gives_up_at_its_deadline(self, sender: RecordingSender) -> None:
+        """flush(timeout) against a hung SMN returns False after about the timeout, never hangs."""
+        sender.release.clear()
+        dispatcher = make_dispatcher(sender)
+        dispatcher.submit(alert())
+        assert sender.entered.wait(5)
+        started = time.monotonic()
+        assert dispatcher.flush(0.3) is False
+        assert time.monotonic() - started < 2.0
+        sender.release.set()
+        dispatcher.close()
+
+
+class TestClose:
+    def test_close_sends_pending_and_is_idempotent(self, sender: RecordingSender) -> None:
+        """close() pages what was folded, closes the sender, and a second close() is harmless."""
+        dispatcher = make_dispatcher(sender)
+        dispatcher.submit(alert())
+        sender.wait_for(1)
+        dispatcher.submit(alert("last one"))
+        dispatcher.close()
+        dispatcher.close()
+        assert "last one" in sender.texts[-1] and sender.closed
+        assert dispatcher.stats()["pending"] == 0
+
+    def test_close_never_hangs_on_a_hung_sender(self, sender: RecordingSender) -> None:
+        """With SMN not answering, close() returns after shutdown_timeout and counts the alert pending."""
+        sender.release.clear()
+        dispatcher = make_dispatcher(sender, shutdown_timeout=0.5)
+        dispatcher.submit(alert())
+        assert sender.entered.wait(5)
+        started = time.monotonic()
+        dispatcher.close()
+        assert time.monotonic() - started < 0.5 + 1.0
+        assert dispatcher.stats()["pending"] == 1
+        sender.release.set()
+
+    def test_alerts_after_close_are_counted_not_lost(self, sender: RecordingSender) -> None:
+        """An alert submitted after close() is counted (and said), never silently ignored."""
+        dispatcher = make_dispatcher(sender)
+        dispatcher.close()
+        assert dispatcher.submit(alert()) is False
+        stats = dispatcher.stats()
+        assert stats["received"] == 1 and stats["pending"] == 1 and add_up(stats)
+
+    def test_retries_during_close_stop_at_the_deadline(self, sender: RecordingSender) -> None:
+        """A failing SMN at shutdown is retried only until the deadline; the alert counts as not paged."""
+        sender.outcomes = [SMNServerError("down", status=503)] * 1000
+        dispatcher = make_dispatcher(sender, shutdown_timeout=0.5)
+        dispatcher.submit(alert())
+        started = time.monotonic()
+        dispatcher.close()
+        assert time.monotonic() - started < 2.0
+        stats = dispatcher.stats()
+        assert stats["retried"] >= 1 and add_up(stats)
+
+
+class TestOverflow:
+    def test_full_buffer_counts_drops_and_keeps_criticals(self, sender: RecordingSender) -> None:
+        """A full buffer drops ERROR text but counts it; a CRITICAL still gets in; the next SMS says so."""
+        sender.release.clear()
+        dispatcher = make_dispatcher(sender, capacity=10)
+        dispatcher.submit(alert("first"))
+        assert sender.entered.wait(5)
+        accepted = sum(dispatcher.submit(alert()) for _ in range(50))
+        assert accepted == 10
+        assert dispatcher.submit(alert("disk on fire", level=logging.CRITICAL))
+        sender.release.set()
+        assert dispatcher.flush(5.0)
+        stats = dispatcher.stats()
+        assert stats["dropped"] == 40 and stats["received"] == 52 and add_up(stats)
+        assert any("disk on fire" in t and "40 dropped" in t for t in sender.texts)
+        dispatcher.close()
+
+    def test_counters_are_exact_under_sixteen_threads(self, sender: RecordingSender) -> None:
+        """16 threads logging at once: every alert is counted exactly once, drops included."""
+        dispatcher = make_dispatcher(sender, capacity=500)
+        barrier = threading.Barrier(16)
+
+        def log_many() -> None:
+            barrier.wait()
+            for index in range(2000):
+                dispatcher.submit(alert(f"kind {index % 7}"))
+
+        threads = [threading.Thread(target=log_many) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert dispatcher.flush(10.0)
+        stats = dispatcher.stats()
+        assert stats["received"] == 32_000 and stats["pending"] == 0 and add_up(stats)
+        dispatcher.close()

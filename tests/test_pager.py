@@ -1,0 +1,304 @@
+"""The pager's decisions, driven by a fake clock: no threads, no sleeps, no HTTP."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import pytest
+
+from smn_alert.alert import Alert
+from smn_alert.digest import PageContext
+from smn_alert.errors import SMNAuthError, SMNRequestError, SMNServerError, SMNThrottledError
+from smn_alert.pager import Page, Pager
+from smn_alert.ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
+from smn_alert.senders import Delivery, Refusal
+
+NUMBER = "+8613800000000"
+
+
+class Clock:
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+def alert(message: str = "db timeout", *, level: int = logging.ERROR, logger: str = "app.db") -> Alert:
+    return Alert(level, logging.getLevelName(level), logger, message, message, created=1_700_000_000.0)
+
+
+def make_pager(clock: Clock, *, budget: int = 5, window: float = 300.0, max_groups: int = 200) -> Pager:
+    return Pager(
+        PageContext(prefix="shop"),
+        TokenBucket(budget, 600.0, clock=clock),
+        CircuitBreaker(300.0, 1800.0, clock=clock),
+        RetryPolicy(max_age=900.0),
+        window=window,
+        max_groups=max_groups,
+        rng=random.Random(7),
+        wall=lambda: 1_700_000_000.0,
+    )
+
+
+def deliver(pager: Pager, page: Page, now: float) -> None:
+    assert pager.settle(page, Delivery(delivered=(NUMBER,)), now) is None
+
+
+def ledger(pager: Pager) -> int:
+    c = pager.counters
+    return c.sent + c.folded + c.suppressed + c.dropped + c.failed + pager.pending
+
+
+class TestFirstPageAndFolding:
+    def test_first_alert_after_quiet_spell_is_due_at_once(self) -> None:
+        """An alert after a quiet spell becomes a page immediately, naming level, logger and message."""
+        clock = Clock()
+        pager = make_pager(clock)
+        pager.add(alert("payment failed"), clock())
+        page = pager.take_due(clock())
+        assert page is not None
+        assert page.text.startswith("shop")
+        assert "ERROR" in page.text and "app.db" in page.text and "payment failed" in page.text
+
+    def test_alerts_within_the_window_wait_for_one_digest(self) -> None:
+        """After a page, alerts are folded until the window ends, then sent as one digest with counts."""
+        clock = Clock()
+        pager = make_pager(clock, window=300.0)
+        pager.add(alert(), clock())
+        deliver(pager, pager.take_due(clock()), clock())  # type: ignore[arg-type]
+        for _ in range(1234):
+            pager.add(alert(), clock.advance(0.1))
+        for _ in range(3):
+            pager.add(alert("cache miss storm", logger="app.cache"), clock())
+        assert pager.take_due(clock()) is None
+        assert pager.next_wakeup(clock()) == pytest.approx(1000.0 + 300.0)
+        digest = pager.take_due(clock.advance(300.0))
+        assert digest is not None
+        assert "1,234" in digest.text and "cache miss storm" in digest.text
+        deliver(pager, digest, clock())
+        assert (pager.counters.sent, pager.counters.folded) == (1 + 2, 1237 - 2)
+        assert ledger(pager) == pager.counters.received == 1238
+
+    def test_spell_is_quiet_again_after_an_empty_window(self) -> None:
+        """A window without alerts ends the spell: the next alert pages at once again."""
+        clock = Clock()
+        pager = make_pager(clock)
+        pager.add(alert(), clock())
+        deliver(pager, pager.take_due(clock()), clock())  # type: ignore[arg-type]
+        assert pager.take_due(clock.advance(301.0)) is None  # the window closes empty
+        pager.add(alert("new trouble"), clock.advance(1.0))
+        page = pager.take_due(clock())
+        assert page is not None and "new trouble" in page.text
+
+    def test_something_worse_than_what_was_paged_does_not_wait(self) -> None:
+        """A CRITICAL during a window opened by an ERROR page goes out at once."""
+        clock = Clock()
+        pager = make_pager(clock)
+        pager.add(alert(), clock())
+        deliver(pager, pager.take_due(clock()), clock())  # type: ignore[arg-type]
+        pager.add(alert(), clock.advance(5))
+        assert pager.take_due(clock()) is None
+        pager.add(alert("database down", level=logging.CRITICAL), clock.advance(5))
+        page = pager.take_due(clock())
+        assert page is not None and "database down" in page.text and page.text.index("CRITICAL") < 20
+
+    def test_force_skips_the_window(self) -> None:
+        """A flush sends folded alerts before the window ends."""
+        clock = Clock()
+        pager = make_pager(clock)
+        pager.add(alert(), clock())
+        deliver(pager, pager.take_due(clock()), clock())  # type: ignore[arg-type]
+        pager.add(alert(), clock.advance(1))
+        assert pager.take_due(clock()) is None
+        assert pager.take_due(clock(), force=True) is not None
+
+    def test_distinct_kinds_are_bounded(self) -> None:
+        """Past max_groups distinct kinds, the rest are counted together and still add up."""
+        clock = Clock()
+        pager = make_pager(clock, max_groups=10)
+        for index in range(50):
+            pager.add(alert(f"kind {index}", logger=f"app.{index}"), clock())
+        page = pager.take_due(clock())
+        assert page is not None and len(page.groups) == 11 and page.alerts == 50
+        deliver(pager, page, clock())
+        assert ledger(pager) == 50
+
+
+class TestBudget:
+    def test_over_budget_alerts_are_held_and_the_next_sms_says_so(self) -> None:
+        """With the budget spent, pages wait; the next SMS says how many were held back and since when."""
+        clock = Clock()
+        pager = make_pager(clock, budget=1, window=60.0)
+        pager.add(alert(), clock())
+        deliver(pager, pager.take_due(clock()), clock())  # type: ignore[arg-type]
+        for _ in range(40):
+            pager.add(alert(), clock.advance(1))
+        assert pager.take_due(clock.advance(60)) is None  # window over, but no token
+        wake = pager.next_wakeup(clock())
+        assert wake is not None and wake == pytest.approx(1000.0 + 600.0)
+        page = pager.take_due(clock.advance(wake - clock()))
+        assert page is not None and "40 of these held back" in page.text
+        deliver(pager, page, clock())
+        assert pager.counters.suppressed == 39 and ledger(pager) == 41
+
+    def test_shutdown_may_override_a_spent_budget_once(self) -> None:
+        """The last page at shutdown goes out even when the budget is spent."""
+        clock = Clock()
+        pager = make_pager(clock, budget=1)
+        pager.add(alert(), clock())
+        deliver(pager, pager.take_due(clock()), clock())  # type: ignore[arg-type]
+        pager.add(alert("last words"), clock.advance(1))
+        assert pager.take_due(clock(), force=True) is None
+        page = pager.take_due(clock(), force=True, override_budget=True)
+        assert page is not None and "last words" in page.text
+
+
+class TestFailures:
+    def test_server_errors_are_retried_with_backoff_and_merged(self) -> None:
+        """A 503 puts the page back; the retry waits for its backoff and includes what came meanwhile."""
+        clock = Clock()
+        pager = make_pager(clock)
+        pager.add(alert(), clock())
+        page = pager.take_due(clock())
+        assert page is not None
+        note = pager.settle(page, SMNServerError("busy", status=503), clock())
+        assert note is not None and "retry 1" in note
+        pager.add(alert(), clock.advance(0.001))
+        wake = pager.next_wakeup(clock())
+        assert wake is not None and wake > clock()  # seeded jitter: the backoff is not zero
+        assert pager.take_due(clock(), force=True) is None  # a flush does not skip a backoff
+        retry = pager.take_due(clock.advance(wake - clock()))
+        assert retry is not None and retry.alerts == 2
+        deliver(pager, retry, clock())
+        assert pager.counters.retried == 1 and ledger(pager) == 2 and pager.counters.failed == 0
+
+    def test_retry_after_is_honoured(self) -> None:
+        """A 429 with Retry-After: 30 is not retried before 30 seconds."""
+        clock = Clock()
+        pager = make_pager(clock)
+        pager.add(alert(), clock())
+        page = pager.take_due(clock())
+        assert page is not None
+        pager.settle(page, SMNThrottledError("slow down", status=429, retry_after=30.0), clock())
+        assert pager.take_due(clock.advance(29.0)) is None
+        assert pager.take_due(clock.advance(1.5)) is not None
+
+    def test_retries_give_up_when_the_alert_is_too_old(self) -> None:
+        """A server that keeps failing: after max_age the alerts count as failed, not retried forever."""
+        clock = Clock()
+        pager = make_pager(clock)
+        pager.add(alert(), clock())
+        attempts = 0
+        while pager.counters.failed == 0 and attempts < 100:
+            wake = pager.next_wakeup(clock())
+            assert wake is not None
+            page = pager.take_due(clock.advance(max(0.0, wake - clock())))
+            if page is None:
+                continue
+            attempts += 1
+            pager.settle(page, SMNServerError("down", status=502), clock())
+        assert pager.counters.failed == 1 and pager.pending == 0
+        assert clock() - 1000.0 <= 900.0 + 60.0
+        assert attempts > 3
+
+    @pytest.mark.parametrize(
+        "error",
+        [SMNAuthError("bad signature", status=401, code="APIG.0301"),
+         SMNRequestError("sensitive words", status=400, code="SMN.0227")],
+    )  # fmt: skip
+    def test_errors_a_retry_cannot_fix_open_the_circuit(self, error: Exception) -> None:
+        """Auth and content errors are not retried; the circuit stays open for its cooldown."""
+        clock = Clock()
+        pager = make_pager(clock)
+        pager.add(alert(), clock())
+        page = pager.take_due(clock())
+        assert page is not None
+        note = pager.settle(page, error, clock())  # type: ignore[arg-type]
+        assert note is not None and "not delivered" in note
+        assert pager.counters.failed == 1 and pager.counters.retried == 0
+        pager.add(alert("still broken"), clock.advance(10))
+        assert pager.take_due(clock(), force=True) is None
+        trial = pager.take_due(clock.advance(300.0))
+        assert trial is not None and "1 undelivered earlier" in trial.text
+        deliver(pager, trial, clock())
+        assert not pager.breaker.is_open
+
+    def test_alerts_behind_an_open_circuit_expire(self) -> None:
+        """Alerts waiting behind an open circuit longer than max_age are counted as failed."""
+        clock = Clock()
+        pager = make_pager(clock)
+        pager.breaker.open("test")
+        pager.breaker._cooldown = 5000.0  # a long outage
+        pager.add(alert(), clock())
+        assert pager.take_due(clock()) is None
+        wake = pager.next_wakeup(clock())
+        assert wake is not None and wake == pytest.approx(1000.0 + 900.0)
+        assert pager.take_due(clock.advance(901.0)) is None
+        assert pager.counters.failed == 1 and pager.pending == 0
+
+    def test_refused_numbers_are_reported_not_resent(self) -> None:
+        """Numbers refused inside a batch are reported; the page still counts as delivered."""
+        clock = Clock()
+        pager = make_pager(clock)
+        pager.add(alert(), clock())
+        page = pager.take_due(clock())
+        assert page is not None
+        delivery = Delivery(delivered=(NUMBER,), refused=(Refusal("+8613900000000", "SMN.0160", "bad"),))
+        note = pager.settle(page, delivery, clock())
+        assert note is not None and "SMN.0160" in note and "+8613900000000" not in note
+        assert pager.counters.refused == 1 and pager.counters.pages == 1 and pager.pending == 0
+
+    def test_every_number_refused_is_a_failure(self) -> None:
+        """When SMN refused every number, the alerts count as failed and the circuit opens."""
+        clock = Clock()
+        pager = make_pager(clock)
+        pager.add(alert(), clock())
+        page = pager.take_due(clock())
+        assert page is not None
+        pager.settle(page, Delivery(delivered=(), refused=(Refusal(NUMBER, "SMN.0057", "limit"),)), clock())
+        assert pager.counters.failed == 1 and pager.breaker.is_open
+
+
+class TestDropped:
+    def test_dropped_alerts_are_said_in_the_next_page(self) -> None:
+        """Alerts the buffer had no room for are counted and reported in the next SMS."""
+        clock = Clock()
+        pager = make_pager(clock)
+        pager.add(alert(), clock())
+        pager.add_dropped(977)
+        page = pager.take_due(clock())
+        assert page is not None and "977 dropped" in page.text
+        deliver(pager, page, clock())
+        assert pager.counters.dropped == 977 and ledger(pager) == 978
+
+
+class TestLedger:
+    def test_counters_always_add_up(self) -> None:
+        """Under a random mix of alerts, failures, refusals and time, every alert is in exactly one counter."""
+        rng = random.Random(42)
+        clock = Clock()
+        pager = make_pager(clock, budget=3, window=30.0)
+        outcomes = [
+            Delivery(delivered=(NUMBER,)),
+            SMNServerError("503", status=503),
+            SMNAuthError("401", status=401),
+            Delivery(delivered=(), refused=(Refusal(NUMBER, "SMN.0160", "x"),)),
+        ]
+        for _ in range(3000):
+            roll = rng.random()
+            if roll < 0.6:
+                pager.add(alert(f"kind {rng.randrange(5)}", level=rng.choice([40, 50])), clock())
+            elif roll < 0.65:
+                pager.add_dropped(rng.randrange(1, 5))
+            clock.advance(rng.random() * 5)
+            page = pager.take_due(clock(), force=rng.random() < 0.05)
+            if page is not None:
+                pager.settle(page, rng.choice(outcomes), clock())
+            assert ledger(pager) == pager.counters.received
+        assert pager.counters.sent > 0 and pager.counters.failed > 0 and pager.counters.suppressed > 0
