@@ -308,7 +308,7 @@ class SMNClient:
 
     def _send(self, url: str, body: bytes) -> requests.Response:
         """Send one signed request; turn network failures into :class:`SMNConnectionError`."""
-        import requests  # noqa: PLC0415  (`import smn_alert` must stay free of requests)
+        import requests  # (`import smn_alert` must stay free of requests)
 
         session = self._get_session()
         failures = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
@@ -348,7 +348,7 @@ class SMNClient:
         pid = os.getpid()
         if self._session is not None and self._session_pid == pid:
             return self._session
-        import requests  # noqa: PLC0415  (`import smn_alert` must stay free of requests)
+        import requests  # (`import smn_alert` must stay free of requests)
 
         if self._owns_session and self._session is not None:
             # In a forked child this closes only the child's copies of the parent's sockets.
@@ -611,7 +611,7 @@ def _clean(text: str) -> str:
 
 def _why_unreachable(exc: Exception) -> str:
     """Say why no answer came, without the exception text (it can hold proxy URLs with passwords)."""
-    import requests  # noqa: PLC0415  (`import smn_alert` must stay free of requests)
+    import requests  # (`import smn_alert` must stay free of requests)
 
     reasons = (
         (requests.exceptions.SSLError, "TLS handshake or certificate check failed"),
@@ -635,7 +635,7 @@ def _aware(moment: datetime) -> datetime:
 @lru_cache(maxsize=1)
 def _version() -> str:
     """Return the installed smn-alert version, read without importing the package."""
-    from importlib import metadata  # noqa: PLC0415  (only needed for the first request)
+    from importlib import metadata  # (only needed for the first request)
 
     try:
         return metadata.version("smn-alert")

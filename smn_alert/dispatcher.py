@@ -185,20 +185,24 @@ class Dispatcher:
     def _settle(self, page: Page, outcome: Union[Delivery, SMNError]) -> None:
         with self._lock:
             note = self._pager.settle(page, outcome, self._clock())
-        if note:
-            self._say(type(outcome).__name__, "%s", note)
+        if note is not None:
+            kind, text = note
+            level = logging.INFO if kind == "recovered" else logging.WARNING
+            self._say(kind, "%s", text, always=kind in ("undelivered", "recovered"), level=level)
 
     def _finished(self) -> bool:
         """Tell whether closing is done: nothing is left, or the deadline passed (the rest stays pending)."""
         left = bool(self._buffer) or self._pager.pending > 0 or self._overflow > 0
         return not left or time.monotonic() >= self._close_deadline
 
-    def _say(self, key: str, message: str, *args: object) -> None:
-        """Log smn_alert's own trouble, at most once per key per ``DIAGNOSTIC_INTERVAL``."""
+    def _say(
+        self, key: str, message: str, *args: object, always: bool = False, level: int = logging.WARNING
+    ) -> None:
+        """Log smn_alert's own trouble, at most once per key per ``DIAGNOSTIC_INTERVAL`` unless ``always``."""
         now = time.monotonic()
-        if now - self._last_said.get(key, -DIAGNOSTIC_INTERVAL) >= DIAGNOSTIC_INTERVAL:
+        if always or now - self._last_said.get(key, -DIAGNOSTIC_INTERVAL) >= DIAGNOSTIC_INTERVAL:
             self._last_said[key] = now
-            _log.warning(message, *args)
+            _log.log(level, message, *args)
 
     # --- control ------------------------------------------------------------------------------------
     def flush(self, timeout: Optional[float] = None) -> bool:

@@ -95,6 +95,9 @@ class Counters:
 
 
 Outcome = Union[Delivery, SMNError]
+#: What :meth:`Pager.settle` asks the dispatcher to log: ``(kind, text)``; kind is "retry", "refused" or
+#: "undelivered" (an alert was given up: always said, never rate-limited away).
+Note = tuple[str, str]
 
 
 class Pager:
@@ -139,6 +142,7 @@ class Pager:
         self._dropped_unreported = 0
         self._failed_unreported = 0
         self._in_flight = 0
+        self._outage: Optional[str] = None  # what opened the circuit, said once per outage
 
     # --- intake -------------------------------------------------------------------------------------
     def add(self, alert: Alert, now: float) -> None:
@@ -222,6 +226,8 @@ class Pager:
             force: Send what is waiting without waiting for the folding window (flush, close).
             override_budget: Allow one page even when the budget is spent (the last page at shutdown).
         """
+        if self.breaker.is_open:
+            self._expire(now)  # behind an open circuit, alerts wait at most max_age, due or not
         if not self._has_news():
             if self._window_end is not None and now >= self._window_end:
                 self._window_end = None  # a whole window without alerts: the spell is quiet again
@@ -233,7 +239,6 @@ class Pager:
             self._held_since = self._held_since or self._wall()
             return None
         if not self.breaker.allow():
-            self._expire(now)
             return None
         if not self._paid and not self.bucket.try_acquire():
             self.counters.last_error = "SMS budget spent; the last page at shutdown goes out anyway"
@@ -263,7 +268,7 @@ class Pager:
         self._window_end = now + self.window
 
     # --- results ------------------------------------------------------------------------------------
-    def settle(self, page: Page, outcome: Outcome, now: float) -> Optional[str]:
+    def settle(self, page: Page, outcome: Outcome, now: float) -> Optional[Note]:
         """Account for what happened to ``page``; returns a diagnostic to log, or None."""
         self._in_flight = 0
         if isinstance(outcome, Delivery) and outcome.ok:
@@ -271,12 +276,13 @@ class Pager:
         if isinstance(outcome, Delivery):
             codes = sorted({str(r.code) for r in outcome.refused})
             reason = f"every number was refused ({', '.join(codes)})"
-            return self._give_up(page, reason, open_circuit=True)
+            return self._give_up(page, reason, open_circuit=True, cause=",".join(codes))
         if outcome.retryable:
             return self._retry_later(page, outcome, now)
-        return self._give_up(page, _describe(outcome), open_circuit=True)
+        cause = outcome.code or type(outcome).__name__
+        return self._give_up(page, _describe(outcome), open_circuit=True, cause=cause)
 
-    def _delivered(self, page: Page, delivery: Delivery) -> Optional[str]:
+    def _delivered(self, page: Page, delivery: Delivery) -> Optional[Note]:
         counters = self.counters
         kinds = len(page.groups)
         counters.sent += kinds
@@ -293,13 +299,15 @@ class Pager:
         self.breaker.record_success()
         self._held_since = None
         self._attempt, self._paid = 0, False
+        if self._outage is not None:
+            self._outage = None
+            return "recovered", "paging works again"
         if delivery.refused:
-            return "numbers refused: " + ", ".join(
-                f"{mask_number(r.endpoint)} ({r.code})" for r in delivery.refused
-            )
+            refused = ", ".join(f"{mask_number(r.endpoint)} ({r.code})" for r in delivery.refused)
+            return "refused", f"numbers refused: {refused}"
         return None
 
-    def _retry_later(self, page: Page, error: SMNError, now: float) -> Optional[str]:
+    def _retry_later(self, page: Page, error: SMNError, now: float) -> Optional[Note]:
         self.breaker.record_failure(_describe(error))  # a failed trial after an open circuit reopens it
         self._attempt += 1
         delay = self.retry.delay(self._attempt, error, self._rng)
@@ -310,7 +318,7 @@ class Pager:
         self.counters.retried += 1
         self.counters.last_error = _describe(error)
         self._not_before, self._paid = now + delay, True
-        return f"{_describe(error)}; retry {self._attempt} in {delay:.1f} s"
+        return "retry", f"{_describe(error)}; retry {self._attempt} in {delay:.1f} s"
 
     def _requeue(self, page: Page) -> None:
         """Put a failed page's groups back, merged with whatever arrived meanwhile."""
@@ -323,15 +331,20 @@ class Pager:
         self._dropped_unreported += page.dropped
         self._failed_unreported += page.failed_before
 
-    def _give_up(self, page: Page, reason: str, *, open_circuit: bool) -> str:
+    def _give_up(self, page: Page, reason: str, *, open_circuit: bool, cause: str = "") -> Optional[Note]:
         self.counters.failed += page.alerts
         self.counters.last_error = reason
         self._failed_unreported += page.alerts + page.failed_before
         self._dropped_unreported += page.dropped
         self._attempt, self._paid = 0, False
+        note: Note = ("undelivered", f"{page.alerts} alerts not delivered: {reason}")
         if open_circuit:
             self.breaker.open(reason)
-        return f"page not delivered: {reason}"
+            if self._outage == cause:
+                return None  # the same failure as when the circuit opened: counted, already said
+            self._outage = cause
+            note = ("undelivered", note[1] + f"; paging paused for {self.breaker.cooldown:.0f} s")
+        return note
 
     def _expire(self, now: float) -> None:
         """Give up alerts that waited longer than ``max_age`` behind an open circuit."""

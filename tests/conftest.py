@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from typing import List, Optional, Union
+from typing import Optional, Union
 
 import pytest
 
@@ -18,11 +18,11 @@ NUMBERS = ["+8613800000001", "+8613800000002"]
 class RecordingSender:
     """A Sender that records texts, can be held (to simulate a hung SMN) or told to fail."""
 
-    def __init__(self, endpoints: Optional[List[str]] = None) -> None:
+    def __init__(self, endpoints: Optional[list[str]] = None) -> None:
         self.endpoints = tuple(endpoints or NUMBERS)
-        self.texts: List[str] = []
-        self.threads: List[str] = []
-        self.outcomes: List[Union[SMNError, Delivery]] = []
+        self.texts: list[str] = []
+        self.threads: list[str] = []
+        self.outcomes: list[Union[SMNError, Delivery]] = []
         self.release = threading.Event()
         self.release.set()
         self.entered = threading.Event()
@@ -42,7 +42,7 @@ class RecordingSender:
             raise outcome
         return outcome
 
-    def wait_for(self, count: int, timeout: float = 5.0) -> List[str]:
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[str]:
         with self._cond:
             self._cond.wait_for(lambda: len(self.texts) >= count, timeout)
             return list(self.texts)

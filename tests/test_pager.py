@@ -168,7 +168,7 @@ class TestFailures:
         page = pager.take_due(clock())
         assert page is not None
         note = pager.settle(page, SMNServerError("busy", status=503), clock())
-        assert note is not None and "retry 1" in note
+        assert note is not None and note[0] == "retry" and "retry 1" in note[1]
         pager.add(alert(), clock.advance(0.001))
         wake = pager.next_wakeup(clock())
         assert wake is not None and wake > clock()  # seeded jitter: the backoff is not zero
@@ -220,13 +220,14 @@ class TestFailures:
         page = pager.take_due(clock())
         assert page is not None
         note = pager.settle(page, error, clock())  # type: ignore[arg-type]
-        assert note is not None and "not delivered" in note
+        assert note is not None and note[0] == "undelivered" and "1 alerts not delivered" in note[1]
         assert pager.counters.failed == 1 and pager.counters.retried == 0
         pager.add(alert("still broken"), clock.advance(10))
         assert pager.take_due(clock(), force=True) is None
         trial = pager.take_due(clock.advance(300.0))
         assert trial is not None and "1 undelivered earlier" in trial.text
-        deliver(pager, trial, clock())
+        note = pager.settle(trial, Delivery(delivered=(NUMBER,)), clock())
+        assert note == ("recovered", "paging works again")
         assert not pager.breaker.is_open
 
     def test_alerts_behind_an_open_circuit_expire(self) -> None:
@@ -251,7 +252,8 @@ class TestFailures:
         assert page is not None
         delivery = Delivery(delivered=(NUMBER,), refused=(Refusal("+8613900000000", "SMN.0160", "bad"),))
         note = pager.settle(page, delivery, clock())
-        assert note is not None and "SMN.0160" in note and "+8613900000000" not in note
+        assert note is not None and note[0] == "refused"
+        assert "SMN.0160" in note[1] and "+8613900000000" not in note[1]
         assert pager.counters.refused == 1 and pager.counters.pages == 1 and pager.pending == 0
 
     def test_every_number_refused_is_a_failure(self) -> None:
@@ -280,7 +282,7 @@ class TestDropped:
 
 class TestLedger:
     def test_counters_always_add_up(self) -> None:
-        """Under a random mix of alerts, failures, refusals and time, every alert is in exactly one counter."""
+        """Under a random mix of alerts, failures, refusals and time, each alert is in exactly one counter."""
         rng = random.Random(42)
         clock = Clock()
         pager = make_pager(clock, budget=3, window=30.0)
