@@ -195,6 +195,10 @@ class Dispatcher:
         left = bool(self._buffer) or self._pager.pending > 0 or self._overflow > 0
         return not left or time.monotonic() >= self._close_deadline
 
+    def say_trouble(self, key: str, message: str, *args: object) -> None:
+        """Report a problem of an adapter (handler, processor) the same rate-limited way as our own."""
+        self._say(key, message, *args)
+
     def _say(
         self, key: str, message: str, *args: object, always: bool = False, level: int = logging.WARNING
     ) -> None:

@@ -96,8 +96,9 @@ class SMNProcessor:
                 )
                 self._dispatcher.submit(alert)
                 mark_paged(event_dict)
-        except Exception:  # a pager must never break the application's logging call
-            pass
+        except Exception as error:  # a pager must never break the application's logging call
+            reason = type(error).__name__  # not the message: it may quote the event's content
+            self._dispatcher.say_trouble("processor", "SMNProcessor could not page an event: %s", reason)
         return event_dict
 
     def _accepts(self) -> bool:
