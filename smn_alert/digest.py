@@ -74,7 +74,8 @@ class PageContext:
         held_back: How many of the alerts on this page waited because the SMS budget was spent (they are
             already counted in their kinds; the footer says how many of them were late) ...
         held_since: ... since this wall-clock time.
-        dropped: Alerts whose text was dropped because the buffer was full.
+        dropped: How many of the alerts on this page met a full buffer: they are counted in their kinds,
+            but their own text was not kept.
         failed_before: Alerts in earlier pages that could not be delivered.
         max_length: Most characters in the page (at least :data:`MIN_MAX_LENGTH`).
         redactions: Secret patterns, from :func:`~smn_alert.text.compile_redactions`; the built-ins by
@@ -118,8 +119,8 @@ def compose(groups: Sequence[GroupSummary], context: PageContext) -> str:
     query``. Anything more is a digest, one line per kind, highest level then largest count first:
     ``svc ERROR x1,234 in 5 min: app.db: db timeout (TimeoutError)``; kinds that do not fit become
     ``+N more alerts of K kinds``. Footers for held-back, dropped and undelivered alerts are never cut.
-    Every count shown (kinds, ``+N more``, dropped) adds up to the counts given (held-back alerts are
-    among the kinds: "N of these held back" says how many of them waited for the budget); an alert shown
+    Every count shown (kinds, ``+N more``) adds up to the counts given; held-back and dropped alerts are
+    among the kinds ("N of these held back", "N of these only counted" say how many); an alert shown
     without ``x`` counts once. Returns ``""`` when there is nothing at all to say.
     """
     choices = _footer_choices(context)
@@ -220,19 +221,18 @@ def _since(context: PageContext) -> str:
 
 
 def _footer_choices(context: PageContext) -> list[list[str]]:
-    """Footers in full, then shorter, then without the one that is not a count of this page."""
+    """Footers in full, then shorter, then fewer: they describe alerts the kinds above already count."""
     held, dropped, failed = context.held_back, context.dropped, context.failed_before
     full = [
         *([f"{held:,} of these held back{_since(context)} (SMS budget)"] if held > 0 else []),
-        *([f"{dropped:,} dropped (buffer full)"] if dropped > 0 else []),
+        *([f"{dropped:,} of these only counted (buffer full)"] if dropped > 0 else []),
         *([f"{failed:,} undelivered earlier"] if failed > 0 else []),
     ]
     short = [
         *([f"{held:,} of these held back"] if held > 0 else []),
-        *([f"{dropped:,} dropped"] if dropped > 0 else []),
+        *([f"{dropped:,} only counted"] if dropped > 0 else []),
     ]
-    counts_only = [f"{dropped:,} dropped"] if dropped > 0 else []  # the held-back line repeats counted alerts
-    return [full, [*short, *([f"{failed:,} undelivered"] if failed > 0 else [])], short, counts_only]
+    return [full, [*short, *([f"{failed:,} undelivered"] if failed > 0 else [])], short, []]
 
 
 # --- fitting ---------------------------------------------------------------------------------------------

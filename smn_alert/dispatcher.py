@@ -16,9 +16,9 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
-from smn_alert.alert import Alert
+from smn_alert.alert import Alert, Fingerprint
 from smn_alert.errors import SMNError
 from smn_alert.pager import Page, Pager
 from smn_alert.senders import Delivery, Sender
@@ -29,6 +29,9 @@ __all__ = ["DEFAULT_CAPACITY", "DEFAULT_SHUTDOWN_TIMEOUT", "Dispatcher"]
 DEFAULT_CAPACITY = 10_000
 #: Seconds ``close()`` and a bare ``flush()`` wait for pending pages.
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+#: Kinds of alerts counted one by one while the buffer is full (one sample's text kept each); more are
+#: counted together as "other kinds", so a flood of distinct messages cannot grow memory.
+MAX_OVERFLOW_KINDS = 100
 #: Seconds between two diagnostics of the same kind on the ``smn_alert`` logger.
 DIAGNOSTIC_INTERVAL = 60.0
 
@@ -75,7 +78,8 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._settled = threading.Condition(self._lock)
         self._overflow_lock = threading.Lock()
-        self._overflow = 0
+        self._overflow = 0  # alerts counted while the buffer was full, by kind below
+        self._overflow_kinds: dict[Optional[Fingerprint], list[Any]] = {}  # kind -> [first alert, count]
         self._pager = self._make_pager()
         self._worker: Optional[threading.Thread] = None
         self.worker_ident: Optional[int] = None
@@ -104,6 +108,15 @@ class Dispatcher:
             return True
         with self._overflow_lock:
             self._overflow += 1
+            kinds = self._overflow_kinds
+            key: Optional[Fingerprint] = alert.fingerprint
+            if key not in kinds and len(kinds) >= MAX_OVERFLOW_KINDS:
+                key = None
+            entry = kinds.get(key)
+            if entry is None:
+                kinds[key] = [alert if key is not None else None, 1]
+            else:
+                entry[1] += 1
         if self._closed:
             self._say(
                 "closed", "an alert was logged after the SMN handler was closed; it is counted, not paged"
@@ -171,7 +184,9 @@ class Dispatcher:
         if self._overflow:
             with self._overflow_lock:
                 count, self._overflow = self._overflow, 0
-            pager.add_dropped(count)
+                kinds, self._overflow_kinds = self._overflow_kinds, {}
+            for sample, dropped in kinds.values():
+                pager.add_dropped(sample, dropped, now)
             self._say("overflow", "%d alerts dropped: the buffer of %d was full", count, self.capacity)
 
     def _send(self, page: Page) -> Union[Delivery, SMNError]:
@@ -216,6 +231,8 @@ class Dispatcher:
         before the deadline: the SMS budget is spent or the circuit is open.
         """
         deadline = time.monotonic() + (self.shutdown_timeout if timeout is None else timeout)
+        if self._closed:  # logging.shutdown() flushes after our atexit closed us: share that deadline
+            deadline = min(deadline, self._close_deadline)
         if self._buffer and self._worker is None:
             self._start_worker()
         with self._lock:

@@ -12,6 +12,7 @@ was full), ``failed`` (its SMS could not be delivered), or it is still ``pending
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 import time
 from collections.abc import Iterable
@@ -37,17 +38,23 @@ _OTHER: Fingerprint = ("", 0, "<other kinds>", "", "")
 class Group:
     """Alerts of one fingerprint waiting for the next page: the first one's text, and how many."""
 
-    __slots__ = ("alert", "count", "first_mono", "first_seen", "last_seen")
+    __slots__ = ("alert", "count", "dropped", "first_mono", "first_seen", "last_seen")
 
     def __init__(self, alert: Alert, now: float) -> None:
         self.alert = alert
-        self.count = 1
+        self.count = 0  # every alert of this kind shown on the page ...
+        self.dropped = 0  # ... of which these met a full buffer (already counted as dropped)
         self.first_seen = self.last_seen = alert.created
         self.first_mono = now
 
-    def add(self, alert: Alert) -> None:
-        """Count one more alert of this kind."""
-        self.count += 1
+    @property
+    def waiting(self) -> int:
+        """Alerts of this kind this group resolves when its page is settled (the dropped ones are not)."""
+        return self.count - self.dropped
+
+    def add(self, alert: Alert, count: int = 1) -> None:
+        """Count ``count`` more alerts of this kind."""
+        self.count += count
         self.last_seen = max(self.last_seen, alert.created)
 
     def merge(self, other: Group) -> None:
@@ -55,6 +62,7 @@ class Group:
         if other.first_seen <= self.first_seen:
             self.alert = other.alert
         self.count += other.count
+        self.dropped += other.dropped
         self.first_seen = min(self.first_seen, other.first_seen)
         self.last_seen = max(self.last_seen, other.last_seen)
         self.first_mono = min(self.first_mono, other.first_mono)
@@ -148,35 +156,45 @@ class Pager:
     def add(self, alert: Alert, now: float) -> None:
         """Fold one alert into the pending digest."""
         self.counters.received += 1
-        key = alert.fingerprint
-        group = self._groups.get(key)
-        if group is not None:
-            group.add(alert)
-        elif len(self._groups) < self.max_groups:
-            self._groups[key] = Group(alert, now)
-        else:
-            self._add_other(alert, now)
+        self._group_for(alert, now).add(alert)
 
-    def _add_other(self, alert: Alert, now: float) -> None:
-        group = self._groups.get(_OTHER)
-        if group is None:
-            stand_in = Alert(alert.levelno, alert.levelname, "", "<other kinds>", "alerts of other kinds",
-                             created=alert.created)  # fmt: skip
-            self._groups[_OTHER] = Group(stand_in, now)
-        else:
-            group.add(alert)
+    def add_dropped(self, sample: Optional[Alert], count: int, now: float) -> None:
+        """Count ``count`` alerts of ``sample``'s kind that met a full buffer (text dropped, kind kept).
 
-    def add_dropped(self, count: int) -> None:
-        """Count alerts the buffer had no room for; the next page says how many."""
+        ``sample`` is the first of them, or None when even the kinds overflowed; the next page shows
+        them in their kind's count and says how many of them were dropped.
+        """
         self.counters.received += count
         self.counters.dropped += count
         self._dropped_unreported += count
+        group = self._group_for(sample, now) if sample is not None else self._other_group(None, now)
+        group.add(sample or group.alert, count)
+        group.dropped += count
+
+    def _group_for(self, alert: Alert, now: float) -> Group:
+        """Return the group of ``alert``'s kind, made if new; past ``max_groups`` kinds, "other kinds"."""
+        key = alert.fingerprint
+        group = self._groups.get(key)
+        if group is None:
+            if len(self._groups) >= self.max_groups:
+                return self._other_group(alert, now)
+            group = self._groups[key] = Group(alert, now)
+        return group
+
+    def _other_group(self, like: Optional[Alert], now: float) -> Group:
+        """Return the group that counts kinds beyond ``max_groups`` (and overflow beyond its kinds)."""
+        group = self._groups.get(_OTHER)
+        if group is None:
+            level, name = (like.levelno, like.levelname) if like else (logging.ERROR, "ERROR")
+            stand_in = Alert(level, name, "", "<other kinds>", "alerts of other kinds", created=self._wall())
+            group = self._groups[_OTHER] = Group(stand_in, now)
+        return group
 
     # --- what is waiting ----------------------------------------------------------------------------
     @property
     def pending(self) -> int:
         """Alerts taken in but not yet resolved (waiting, or in the SMS being sent)."""
-        return sum(group.count for group in self._groups.values()) + self._in_flight
+        return sum(group.waiting for group in self._groups.values()) + self._in_flight
 
     def _has_news(self) -> bool:
         return bool(self._groups) or self._dropped_unreported > 0
@@ -248,15 +266,16 @@ class Pager:
         groups = list(self._groups.values())
         self._groups = {}
         held = self._held_since is not None
+        alerts = sum(g.waiting for g in groups)
         context = dataclasses.replace(
             self.context,
-            held_back=sum(g.count for g in groups) if held else 0,
+            held_back=alerts if held else 0,
             held_since=self._held_since,
             dropped=self._dropped_unreported,
             failed_before=self._failed_unreported,
         )
         text = compose([g.summary() for g in groups], context)
-        page = Page(text, groups, sum(g.count for g in groups), held, context.dropped, context.failed_before)
+        page = Page(text, groups, alerts, held, context.dropped, context.failed_before)
         self._dropped_unreported = self._failed_unreported = 0
         self._in_flight = page.alerts
         self._open_window(now, groups)
@@ -284,7 +303,7 @@ class Pager:
 
     def _delivered(self, page: Page, delivery: Delivery) -> Optional[Note]:
         counters = self.counters
-        kinds = len(page.groups)
+        kinds = sum(1 for group in page.groups if group.waiting > 0)
         counters.sent += kinds
         if page.held:
             counters.suppressed += page.alerts - kinds
@@ -351,8 +370,8 @@ class Pager:
         for key, group in list(self._groups.items()):
             if now - group.first_mono > self.retry.max_age:
                 del self._groups[key]
-                self.counters.failed += group.count
-                self._failed_unreported += group.count
+                self.counters.failed += group.waiting
+                self._failed_unreported += group.waiting
 
 
 def _key(group: Group) -> Fingerprint:

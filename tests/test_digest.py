@@ -37,7 +37,7 @@ def group(alert: Alert, count: int = 1, span: float = 0.0) -> GroupSummary:
 
 
 def shown_counts(text: str, prefix: str = "") -> int:
-    """Add up every count a person reads in a page: kinds, "+N more", dropped (held back is in the kinds)."""
+    """Add up every count a person reads in a page: kinds and "+N more" (held back, dropped are in them)."""
     level = "|".join(LEVELS)
     total = 0
     lines = text.split("\n")
@@ -47,7 +47,6 @@ def shown_counts(text: str, prefix: str = "") -> int:
             rf"^(?:{level}) x([\d,]+)(?: in [^:]+)?(?::|$)",
             r"^\+([\d,]+) more alerts? of [\d,]+ kinds?$",
             r"^([\d,]+) alerts?(?: of [\d,]+ kinds?)?$",
-            r"^([\d,]+) dropped",
         ):
             found = re.match(pattern, line)
             if found:
@@ -179,7 +178,7 @@ class TestFitting:
         assert len(text) <= DEFAULT_MAX_LENGTH
         assert text.split("\n")[1:] == [
             "12 of these held back since 14:05 (SMS budget)",
-            "3 dropped (buffer full)",
+            "3 of these only counted (buffer full)",
             "2 undelivered earlier",
         ]
 
@@ -189,9 +188,9 @@ class TestFitting:
         text = compose(groups, PageContext(dropped=5))
         lines = text.split("\n")
         assert re.fullmatch(r"\+[\d,]+ more alerts of \d+ kinds", lines[-2])
-        assert lines[-1] == "5 dropped (buffer full)"
+        assert lines[-1] == "5 of these only counted (buffer full)"
         assert lines[0].startswith("ERROR x49: m39: error 39 ")
-        assert shown_counts(text) == sum(g.count for g in groups) + 5
+        assert shown_counts(text) == sum(g.count for g in groups)
 
     def test_short_page_respected(self):
         """A page limited to one SMS (160) still leads with the worst alert and keeps its footers."""
@@ -203,10 +202,10 @@ class TestFitting:
         assert shown_counts(text) == 4
 
     def test_tiny_page_keeps_counts_over_prose(self):
-        """When nothing fits, the page still carries the numbers rather than half a sentence."""
+        """When little fits, footers (which only describe counted alerts) go before the kind and its count."""
         context = PageContext(prefix="checkout", max_length=35, held_back=5, dropped=9)
         text = compose([group(make_alert(), 1234)], context)
-        assert text == "checkout 1,234 alerts\n9 dropped"
+        assert text == "checkout ERROR x1,234: app.db: d..."
 
 
 class TestPageContext:
@@ -244,7 +243,7 @@ class TestPageContext:
 
     def test_footers_alone(self):
         """A page with no alerts of its own can still report what was held back; nothing at all is ''."""
-        assert compose([], PageContext(prefix="svc", dropped=5)) == "svc 5 dropped (buffer full)"
+        assert compose([], PageContext(prefix="svc", failed_before=5)) == "svc 5 undelivered earlier"
         assert compose([], PageContext(prefix="svc")) == ""
 
 
@@ -315,7 +314,7 @@ class TestComposeProperties:
         COUNTS,
     )
     def test_counts_add_up(self, groups, limit, prefix, held, dropped, failed):
-        """Every count on the page adds up to the alerts given and dropped (held back is among them)."""
-        held = min(held, sum(g.count for g in groups))
+        """Every count on the page adds up to the alerts given (held back and dropped are among them)."""
+        held, dropped = min(held, sum(g.count for g in groups)), min(dropped, sum(g.count for g in groups))
         text = compose(groups, PageContext(prefix, held, T0, dropped, failed, max_length=limit))
-        assert shown_counts(text, prefix) == sum(g.count for g in groups) + dropped
+        assert shown_counts(text, prefix) == sum(g.count for g in groups)

@@ -273,11 +273,15 @@ class TestDropped:
         clock = Clock()
         pager = make_pager(clock)
         pager.add(alert(), clock())
-        pager.add_dropped(977)
+        pager.add_dropped(alert(), 977, clock())
+        pager.add_dropped(alert("cache storm", logger="app.cache"), 20, clock())
+        pager.add_dropped(None, 3, clock())
         page = pager.take_due(clock())
-        assert page is not None and "977 dropped" in page.text
+        assert page is not None
+        assert "x978" in page.text and "x20" in page.text and "x3" in page.text
+        assert "1,000 of these only counted" in page.text
         deliver(pager, page, clock())
-        assert pager.counters.dropped == 977 and ledger(pager) == 978
+        assert pager.counters.dropped == 1000 and pager.counters.sent == 1 and ledger(pager) == 1001
 
 
 class TestLedger:
@@ -297,7 +301,8 @@ class TestLedger:
             if roll < 0.6:
                 pager.add(alert(f"kind {rng.randrange(5)}", level=rng.choice([40, 50])), clock())
             elif roll < 0.65:
-                pager.add_dropped(rng.randrange(1, 5))
+                sample = None if rng.random() < 0.3 else alert(f"kind {rng.randrange(5)}")
+                pager.add_dropped(sample, rng.randrange(1, 5), clock())
             clock.advance(rng.random() * 5)
             page = pager.take_due(clock(), force=rng.random() < 0.05)
             if page is not None:
