@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -31,13 +32,19 @@ MAX_SNAPSHOT_CHARS = 2048
 Fingerprint = tuple[str, int, str, str, str]
 
 ExcInfo = tuple[type[BaseException], BaseException, Optional[TracebackType]]
-_EVENT_SKIP = frozenset({"event", "level", "log_level", "logger", "logger_name", "timestamp", "exc_info"})
+_EVENT_SKIP = frozenset(
+    {"event", "level", "log_level", "logger", "logger_name", "timestamp", "exc_info", "exception", "stack"}
+)
+# Keys structlog's render_to_log_kwargs passes as logging arguments rather than as record attributes.
+_KWARG_KEYS = frozenset({"event", "exc_info", "stack_info", "stacklevel"})
 
 
 def _safe_str(value: object) -> str:
     """``str(value)`` capped at :data:`MAX_SNAPSHOT_CHARS`; never raises."""
-    try:
-        text = value if isinstance(value, str) else str(value)
+    try:  # str.__str__ for str subclasses: their own __str__ may raise, or return anything
+        text = str.__str__(value) if isinstance(value, str) else str(value)
+        if not isinstance(text, str):
+            raise TypeError("__str__ returned a non-string")
     except Exception:
         try:
             text = f"<unprintable {type(value).__name__}>"
@@ -72,6 +79,44 @@ def _exc_parts(exc_info: object) -> tuple[str, str, str]:
         return "", "", ""
     exc_type, value, tb = exc_info
     return _type_name(exc_type), _safe_str(value), _innermost_frame(tb)
+
+
+def _rendered_exc_parts(exception: object) -> tuple[str, str, str]:
+    """Exception type, value and innermost frame from what structlog already rendered.
+
+    ``format_exc_info`` leaves the traceback as text (last line ``Type: value``); ``dict_tracebacks`` leaves
+    a list of dicts whose last one holds ``exc_type``, ``exc_value`` and ``frames``.
+    """
+    try:
+        if isinstance(exception, str):
+            return _parse_traceback_text(exception)
+        if isinstance(exception, list) and exception and isinstance(exception[-1], Mapping):
+            last = exception[-1]
+            frames = last.get("frames") or [{}]
+            frame = frames[-1] if isinstance(frames[-1], Mapping) else {}
+            where = f"{os.path.basename(str(frame.get('filename', '')))}:{frame.get('lineno', '')}"
+            where += f" in {frame.get('name', '')}" if frame.get("name") else ""
+            return _safe_str(last.get("exc_type", "")), _safe_str(last.get("exc_value", "")), where
+    except Exception:
+        pass
+    return "", "", ""
+
+
+_FRAME_LINE = re.compile(r'^\s*File "(?P<file>[^"]*)", line (?P<line>\d+), in (?P<func>.+)$')
+
+
+def _parse_traceback_text(text: str) -> tuple[str, str, str]:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return "", "", ""
+    exc_type, _, exc_value = lines[-1].partition(": ")
+    where = ""
+    for line in reversed(lines):
+        found = _FRAME_LINE.match(line)
+        if found:
+            where = f"{os.path.basename(found['file'])}:{found['line']} in {found['func'].strip()}"
+            break
+    return _safe_str(exc_type.strip()), _safe_str(exc_value.strip()), where
 
 
 def _current_exc_info() -> object:
@@ -187,6 +232,8 @@ class Alert:
         message = f"{event} {extras}" if extras else event
         exc_info = event_dict.get("exc_info")
         exc_type, exc_value, exc_where = _exc_parts(exc_info) if exc_info else ("", "", "")
+        if not exc_type and event_dict.get("exception"):  # format_exc_info / dict_tracebacks ran first
+            exc_type, exc_value, exc_where = _rendered_exc_parts(event_dict["exception"])
         return cls(
             levelno, levelname, logger, event, message[:MAX_SNAPSHOT_CHARS],
             exc_type, exc_value, exc_where, created,
@@ -201,18 +248,29 @@ def mark_paged(event_dict: Mapping[str, Any]) -> None:
     """Remember, for this thread, that ``event_dict`` has been paged by an ``SMNProcessor``.
 
     The event dict itself is not changed (a renderer would print any key we added). structlog hands the
-    same dict to stdlib logging on the same thread, so an identity check there is exact.
+    same dict to stdlib logging on the same thread, so an identity check there is exact. For
+    ``render_to_log_kwargs`` (which pops the event text out of the dict) the text and the other keys are
+    remembered too: those keys come back as attributes of the record.
     """
     _paged.event = event_dict
+    _paged.text = event_dict.get("event")
+    _paged.keys = tuple(key for key in event_dict if isinstance(key, str) and key not in _KWARG_KEYS)
 
 
 def was_paged(record: logging.LogRecord) -> bool:
-    """Tell whether ``record`` carries an event an ``SMNProcessor`` already paged (and forget it)."""
+    """Tell whether ``record`` carries the event an ``SMNProcessor`` just paged on this thread.
+
+    The first record that is not that event clears the mark, so a later stdlib error that merely reads
+    the same is still paged.
+    """
     event: Union[Mapping[str, Any], None] = getattr(_paged, "event", None)
     if event is None:
         return False
     msg = record.msg
-    if msg is event or (isinstance(msg, str) and msg == event.get("event")):
-        _paged.event = None
+    if msg is event:  # ProcessorFormatter: the very dict (kept marked for a second SMNHandler)
         return True
+    attributes = record.__dict__
+    if isinstance(msg, str) and msg == _paged.text and all(key in attributes for key in _paged.keys):
+        return True  # render_to_log_kwargs: the text, with the event's other keys as attributes
+    _paged.event = None
     return False

@@ -73,7 +73,9 @@ CONNECTION_SETTINGS = tuple(
     "project_id region endpoint_url ak sk security_token auth_token timeout verify session".split()  # noqa: SIM905
 )
 _SECRETS = frozenset({"sk", "security_token", "auth_token"})
-_SMS_ONLY = ("sign_id", "message_include_sign_flag", "extend_code", "extend_src_id")
+_SMS_ONLY = ("sign_id", "message_include_sign_flag", "signature", "extend_code", "extend_src_id")
+# The signature the caller writes when message_include_sign_flag is true: 【name】, as SMN expects it.
+_SIGNATURE = re.compile(r"【[^【】\[\]\s]{1,16}】")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 _SEPARATORS = re.compile(r"[,;]")
@@ -227,7 +229,7 @@ def _resolve_target(
 
 
 def _resolve_sms(given: Mapping[str, object], environ: Mapping[str, str]) -> tuple[str | None, ...]:
-    """Check the SMS-only fields: ``(sign_id, message_include_sign_flag, extend_code, extend_src_id)``."""
+    """Check the SMS-only fields: ``(sign_id, flag, signature, extend_code, extend_src_id)``."""
     if given.get("subject") is not None:
         raise _invalid("subject", given["subject"], "is only used with topic_urn, not with endpoints")
     flag_value = given.get("message_include_sign_flag")
@@ -247,8 +249,26 @@ def _resolve_sms(given: Mapping[str, object], environ: Mapping[str, str]) -> tup
             f"(sign_id may also come from {ENV_SIGN_ID})"
         )
     checked_sign, checked_flag = fields.check_sign(sign_id, flag)
+    signature = _check_signature(given.get("signature"), checked_flag)
     extend_code = fields.check_extend_code(given.get("extend_code"))
-    return checked_sign, checked_flag, extend_code, fields.check_extend_src_id(given.get("extend_src_id"))
+    extend_src_id = fields.check_extend_src_id(given.get("extend_src_id"))
+    return checked_sign, checked_flag, signature, extend_code, extend_src_id
+
+
+def _check_signature(value: object, flag: str | None) -> str | None:
+    """With the flag, the caller writes the signature: require ``【name】``; without it, refuse one."""
+    if flag != "true":
+        if value is not None:
+            raise _invalid("signature", value, "is only used with message_include_sign_flag='true'")
+        return None
+    if value is None:
+        raise SMNConfigError(
+            "message_include_sign_flag='true' needs signature='【your approved signature】': "
+            "SMN expects it at the head of every message"
+        )
+    if not (isinstance(value, str) and _SIGNATURE.fullmatch(value.strip())):
+        raise _invalid("signature", value, "must be your approved signature in 【】, e.g. '【XX商城】'")
+    return value.strip()
 
 
 def _resolve_topic(given: Mapping[str, object]) -> str | None:
@@ -306,6 +326,7 @@ class PagerSettings:
     subject: str | None
     sign_id: str | None
     message_include_sign_flag: str | None
+    signature: str | None
     extend_code: str | None
     extend_src_id: str | None
     prefix: str
@@ -338,9 +359,12 @@ class PagerSettings:
         given = {name: value for name, value in kwargs.items() if value is not None}
         endpoints, topic_urn = _resolve_target(given, env)
         if endpoints:
-            subject, (sign_id, flag, extend_code, extend_src_id) = None, _resolve_sms(given, env)
+            subject, (sign_id, flag, signature, extend_code, extend_src_id) = None, _resolve_sms(given, env)
         else:
-            subject, sign_id, flag, extend_code, extend_src_id = _resolve_topic(given), None, None, None, None
+            subject, (sign_id, flag, signature, extend_code, extend_src_id) = (
+                _resolve_topic(given),
+                (None,) * 5,
+            )
         return cls(
             connection={name: given[name] for name in CONNECTION_SETTINGS if name in given},
             endpoints=endpoints,
@@ -348,6 +372,7 @@ class PagerSettings:
             subject=subject,
             sign_id=sign_id,
             message_include_sign_flag=flag,
+            signature=signature,
             extend_code=extend_code,
             extend_src_id=extend_src_id,
             prefix=_resolve_prefix(given, env),

@@ -244,6 +244,7 @@ class Dispatcher:
 
     def _wait_until_empty(self, deadline: float) -> bool:
         while True:
+            self._wake.set()  # even when we give up early, the worker looks once (and notes a hold)
             if not self._buffer and not self._overflow and self._pager.pending == 0:
                 return True
             remaining = deadline - time.monotonic()
@@ -252,7 +253,6 @@ class Dispatcher:
             stuck = self._worker is None or not self._worker.is_alive()
             if remaining <= 0 or stuck or (blocked is not None and blocked - now > remaining):
                 return False
-            self._wake.set()
             self._settled.wait(min(remaining, 0.1))
 
     def close(self, timeout: Optional[float] = None) -> None:

@@ -35,6 +35,7 @@ class SMNHandler(logging.Handler):
         level: Lowest level that pages (default ``ERROR``).
         sender: For tests: a :class:`~smn_alert.senders.Sender` used instead of SMN.
         clock: For tests: the monotonic clock the pipeline decides by.
+        wall: For tests: the wall clock that dates "held back since HH:MM".
         **settings: Every other setting, as plain values (see the README's settings table): connection
             (``project_id``, ``region``, ``endpoint_url``, ``ak``, ``sk``, ...), ``topic_urn``, ``sign_id``,
             ``prefix``, ``max_length``, ``budget``, ``budget_period``, ``window``, ``capacity``,
@@ -51,15 +52,20 @@ class SMNHandler(logging.Handler):
         level: Union[int, str] = logging.ERROR,
         sender: Optional[Sender] = None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         **settings: Any,
     ) -> None:
-        super().__init__(level)
         if endpoints is not None:
             settings["endpoints"] = endpoints
-        self.settings = PagerSettings.from_kwargs(**settings)
-        self._dispatcher = build_dispatcher(
-            self.settings, sender=sender, clock=clock, name="smn_alert-handler"
+        # Validate and build everything before logging.Handler registers us: a refused configuration
+        # must not leave a half-made handler for logging.shutdown() to trip over at exit.
+        checked = PagerSettings.from_kwargs(**settings)
+        logging._checkLevel(level)  # type: ignore[attr-defined]  # the same check Handler makes, first
+        dispatcher = build_dispatcher(
+            checked, sender=sender, clock=clock, wall=wall, name="smn_alert-handler"
         )
+        super().__init__(level)
+        self.settings, self._dispatcher = checked, dispatcher
         self._ignored: dict[str, bool] = {}
 
     def handle(self, record: logging.LogRecord) -> Any:

@@ -225,11 +225,14 @@ class Pager:
         """Return the next moment ``take_due`` may have something to do, or None when there is nothing."""
         if not self._has_news():
             return self._window_end
-        due = max(self._due_at(now), self.blocked_until(now) or now)
+        due = self._due_at(now)
+        if not self._paid and self.bucket.tokens < 1 and self._held_since is None:
+            return due  # the budget blocks: look when due anyway, so take_due notes since when it held back
+        wake = max(due, self.blocked_until(now) or now)
         if self.breaker.is_open and self._groups:
             oldest = min(group.first_mono for group in self._groups.values())
-            due = min(due, oldest + self.retry.max_age)
-        return due
+            wake = min(wake, oldest + self.retry.max_age)
+        return wake
 
     def expedite(self) -> None:
         """Drop a pending backoff so the next ``take_due`` may send at once (the last try at shutdown)."""

@@ -17,7 +17,7 @@ from smn_alert.dispatcher import Dispatcher
 from smn_alert.pager import Pager
 from smn_alert.ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert.senders import Sender, SmsSender, TopicSender
-from smn_alert.text import compile_redactions, count_segments
+from smn_alert.text import billed_segments, compile_redactions
 
 __all__ = ["build_dispatcher", "build_sender"]
 
@@ -36,6 +36,7 @@ def build_sender(settings: PagerSettings) -> Sender:
         settings.endpoints,
         sign_id=settings.sign_id,
         message_include_sign_flag=settings.message_include_sign_flag,
+        signature=settings.signature,
         extend_code=settings.extend_code,
         extend_src_id=settings.extend_src_id,
     )
@@ -51,7 +52,12 @@ def build_dispatcher(
 ) -> Dispatcher:
     """Build a dispatcher that pages per ``settings`` (``sender`` and clocks are injectable for tests)."""
     redactions = compile_redactions(settings.redact_patterns)
-    context = PageContext(prefix=settings.prefix, max_length=settings.max_length, redactions=redactions)
+    signature = settings.signature or ""  # the sender puts it first, so the text gets the rest
+    room = settings.max_length - len(signature)
+    context = PageContext(prefix=settings.prefix, max_length=room, redactions=redactions)
+
+    def segments(text: str) -> int:
+        return billed_segments(text, signature=signature)
 
     def make_pager() -> Pager:
         return Pager(
@@ -62,7 +68,7 @@ def build_dispatcher(
             ),
             RetryPolicy(max_age=settings.max_retry_age),
             window=settings.window,
-            segments=count_segments,
+            segments=segments,
             rng=random.Random(),
             wall=wall,
         )

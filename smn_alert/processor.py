@@ -59,6 +59,7 @@ class SMNProcessor:
         level: Lowest level that pages, a name (``"error"``) or a number (default ``"error"``).
         sender: For tests: a :class:`~smn_alert.senders.Sender` used instead of SMN.
         clock: For tests: the monotonic clock the pipeline decides by.
+        wall: For tests: the wall clock that dates "held back since HH:MM".
         **settings: The same settings as :class:`~smn_alert.handler.SMNHandler`.
 
     Raises:
@@ -72,6 +73,7 @@ class SMNProcessor:
         level: Union[int, str] = "error",
         sender: Optional[Sender] = None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         **settings: Any,
     ) -> None:
         levelno = _levelno(level)
@@ -82,7 +84,7 @@ class SMNProcessor:
             settings["endpoints"] = endpoints
         self.settings = PagerSettings.from_kwargs(**settings)
         self._dispatcher = build_dispatcher(
-            self.settings, sender=sender, clock=clock, name="smn_alert-processor"
+            self.settings, sender=sender, clock=clock, wall=wall, name="smn_alert-processor"
         )
 
     def __call__(self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:

@@ -58,11 +58,13 @@ class SmsSender:
         *,
         sign_id: str | None = None,
         message_include_sign_flag: str | None = None,
+        signature: str | None = None,
         extend_code: str | None = None,
         extend_src_id: str | None = None,
     ) -> None:
         self.client = client
         self.endpoints = tuple(endpoints)
+        self.signature = signature or ""  # with the flag, the caller writes 【sign】 at the head
         self._options = {
             "sign_id": sign_id,
             "message_include_sign_flag": message_include_sign_flag,
@@ -72,7 +74,7 @@ class SmsSender:
 
     def send(self, text: str) -> Delivery:
         """Send ``text`` to every number; numbers SMN refused come back as :class:`Refusal`."""
-        result = self.client.publish_sms(self.endpoints, text, **self._options)
+        result = self.client.publish_sms(self.endpoints, self.signature + text, **self._options)
         refused = tuple(Refusal(r.endpoint, r.code, r.message) for r in result.refused)
         return Delivery(delivered=tuple(result.delivered), refused=refused)
 

@@ -175,9 +175,17 @@ class TestSign:
     @pytest.mark.parametrize("flag", [True, "true", "TRUE", "yes", "1", 1])
     def test_flag_spellings_normalize_to_true(self, flag: object) -> None:
         """Every way config files say yes becomes SMN's string "true"."""
-        settings = sms(sign_id=None, message_include_sign_flag=flag)
+        settings = sms(sign_id=None, message_include_sign_flag=flag, signature="【XX商城】")
 
         assert (settings.sign_id, settings.message_include_sign_flag) == (None, "true")
+        assert settings.signature == "【XX商城】"
+
+    def test_flag_needs_the_signature_it_promises(self) -> None:
+        """With the flag the caller writes 【sign】: it must be given, well-formed, and only then."""
+        assert "needs signature=" in config_error(sign_id=None, message_include_sign_flag="true")
+        bad = config_error(sign_id=None, message_include_sign_flag="true", signature="XX商城")
+        assert bad.startswith("signature='XX商城': must be your approved signature in 【】")
+        assert config_error(signature="【XX商城】").startswith("signature='【XX商城】': is only used with")
 
     @pytest.mark.parametrize("flag", [False, "false", "no", "0"])
     def test_false_flag_beside_sign_id_is_fine(self, flag: object) -> None:
@@ -211,7 +219,12 @@ class TestSign:
 
     def test_explicit_flag_ignores_env_sign_id(self) -> None:
         """Passing the flag means the message carries the sign: the environment's sign id is ignored."""
-        settings = sms(environ={"SMN_ALERT_SIGN_ID": "abc123"}, sign_id=None, message_include_sign_flag=True)
+        settings = sms(
+            environ={"SMN_ALERT_SIGN_ID": "abc123"},
+            sign_id=None,
+            message_include_sign_flag=True,
+            signature="【XX商城】",
+        )
 
         assert (settings.sign_id, settings.message_include_sign_flag) == (None, "true")
 
@@ -562,6 +575,7 @@ class TestPlainConfigFiles:
             """
             endpoints: "+8613800000000, +8613900000000"
             message_include_sign_flag: yes
+            signature: 【XX商城】
             budget_period: 600
             shutdown_timeout: 2.5
             """
