@@ -1,0 +1,168 @@
+"""Interpreter exit and os.fork(), in real Python subprocesses paging a FakeSMNServer in this process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smn_alert.testing import FakeSMNServer
+
+pytestmark = pytest.mark.subprocess
+
+SCRIPTS = Path(__file__).parent / "scripts"
+SIGN = "6be340e91e5241e4b5d85837e6709104"
+NUMBERS = ["+8613800000001", "+8613800000002"]
+#: Generous: a subprocess that hangs must fail the test, not the whole run.
+RUN_TIMEOUT = 30.0
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="this platform has no os.fork()")
+
+
+def environment(server: FakeSMNServer) -> dict[str, str]:
+    """The child's environment: ours without any SMN settings, plus the fake server's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMN_ALERT_", "HUAWEICLOUD_SDK_"))}
+    settings = server.settings()
+    env.update(
+        SMN_ALERT_ENDPOINTS=",".join(NUMBERS),
+        SMN_ALERT_SIGN_ID=SIGN,
+        SMN_ALERT_ENDPOINT_URL=settings["endpoint_url"],
+        HUAWEICLOUD_SDK_PROJECT_ID=settings["project_id"],
+        HUAWEICLOUD_SDK_AK=settings["ak"],
+        HUAWEICLOUD_SDK_SK=settings["sk"],
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def run(server: FakeSMNServer, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / script), *args],
+        env=environment(server),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+
+
+def start(server: FakeSMNServer, script: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPTS / script), *args],
+        env=environment(server),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def reports(stdout: str) -> dict[str, dict[str, Any]]:
+    """The JSON lines the scripts print about themselves, by who printed them."""
+    found = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return {report["who"]: report for report in found}
+
+
+def texts(server: FakeSMNServer) -> list[str]:
+    return [message.message for message in server.messages]
+
+
+class TestExit:
+    def test_error_then_normal_exit_is_paged(self, smn_server: FakeSMNServer) -> None:
+        """A script that logs one error and simply ends has its page delivered before it exits."""
+        done = run(smn_server, "error_then_exit.py")
+        assert done.returncode == 0, done.stderr
+        assert texts(smn_server) == ["ERROR app.script: nightly export failed"]
+        assert smn_server.messages[0].endpoints == tuple(NUMBERS)
+        assert done.stderr == ""
+
+    def test_exit_never_hangs_when_smn_does_not_answer(self, smn_server: FakeSMNServer) -> None:
+        """With SMN silent, the process exits within shutdown_timeout (+1.5 s) and says what was lost."""
+        smn_server.delay(60)
+        shutdown_timeout = 2.0
+        process = start(smn_server, "error_then_exit.py", str(shutdown_timeout))
+        try:
+            assert process.stdout is not None and process.stdout.readline() == "logged\n"
+            last_line = time.monotonic()
+            _, stderr = process.communicate(timeout=RUN_TIMEOUT)
+            took = time.monotonic() - last_line
+        finally:
+            process.kill()
+            process.wait()
+        assert process.returncode == 0, stderr
+        assert took < shutdown_timeout + 1.5, f"exit took {took:.1f} s"
+        assert "not paged" in stderr and "Traceback" not in stderr
+
+    def test_an_error_on_the_last_line_is_paged(self, smn_server: FakeSMNServer) -> None:
+        """An error logged as the script's last line, folded behind an earlier page, still goes out."""
+        done = run(smn_server, "last_line_error.py")
+        assert done.returncode == 0, done.stderr
+        paged = "\n".join(texts(smn_server))
+        assert paged.count("first problem") == 1 and paged.count("last words before exit") == 1
+        assert "carrying on" not in paged
+
+    def test_close_twice_is_harmless(self, smn_server: FakeSMNServer) -> None:
+        """close() twice, a log after close, and logging.shutdown() at exit: no error, no hang, one page."""
+        started = time.monotonic()
+        done = run(smn_server, "close_twice.py")
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+        assert texts(smn_server) == ["ERROR app.script: closing time"]
+        stats = json.loads(done.stdout)
+        assert stats["sent"] == 1 and stats["received"] == 2
+        assert time.monotonic() - started < 5.0
+
+    def test_bad_configuration_fails_with_one_clear_error(self, smn_server: FakeSMNServer) -> None:
+        """A bad number stops the application at start-up with a ValueError naming it, and nothing else."""
+        done = run(smn_server, "bad_config.py")
+        assert done.returncode == 1
+        assert "ValueError: Unable to configure handler 'pager'" in done.stderr
+        assert "endpoints[0]" in done.stderr
+        assert "AttributeError" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+        assert smn_server.requests == []
+
+
+@needs_fork
+class TestFork:
+    def test_child_pages_its_own_and_never_the_parents(self, smn_server: FakeSMNServer) -> None:
+        """Forked with pages pending (one in flight, one folded), the child sends only its own alert."""
+        smn_server.delay(0.5, n=1)
+        process = start(smn_server, "fork_pending.py")
+        try:
+            assert process.stdout is not None and process.stdout.readline() == "logged\n"
+            smn_server.wait_for_requests(1)  # the parent's first page is now in flight, held by the server
+            stdout, stderr = process.communicate("go\n", timeout=RUN_TIMEOUT)
+        finally:
+            process.kill()
+            process.wait()
+        assert process.returncode == 0, stderr
+        paged = texts(smn_server)
+        for text in ("parent-one in flight", "parent-two folded", "child-own error"):
+            assert sum(text in page for page in paged) == 1, paged
+        child_pages = [page for page in paged if "child-own" in page]
+        assert all("parent" not in page for page in child_pages)
+        found = reports(stdout)
+        assert found["child"]["flushed"] and found["child"]["stats"]["received"] == 1
+        assert found["parent"]["flushed"] and found["parent"]["stats"]["received"] == 2
+        assert found["parent"]["status"] == 0
+
+    def test_prefork_workers_start_their_own_worker_thread(self, smn_server: FakeSMNServer) -> None:
+        """Configured before fork, first alert only in the children: each child pages on its own thread."""
+        done = run(smn_server, "prefork.py")
+        assert done.returncode == 0, done.stderr
+        assert sorted(texts(smn_server)) == [
+            "ERROR app.worker: worker 0 crashed",
+            "ERROR app.worker: worker 1 crashed",
+        ]
+        found = reports(done.stdout)
+        for child in ("child-0", "child-1"):
+            assert found[child]["flushed"] and found[child]["stats"]["received"] == 1
+            assert "smn_alert-handler" in found[child]["threads"]
+        assert found["parent"]["statuses"] == [0, 0]
+        assert "smn_alert-handler" not in found["parent"]["threads"]
+        assert found["parent"]["stats"]["received"] == 0
