@@ -1,0 +1,252 @@
+"""Tests that every code block in README.md works as the README says, against FakeSMNServer."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from smn_alert.cli import build_parser
+from smn_alert.config import CONNECTION_SETTINGS, PAGER_SETTINGS
+from smn_alert.testing import FakeSMNServer
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+BLOCKS = [
+    (lang, body) for lang, body in re.findall(r"^```(\w*)\n(.*?)^```$", README, re.MULTILINE | re.DOTALL)
+]
+DEMO_COMMAND = 'python3 -m venv .venv && .venv/bin/pip install -e ".[structlog]" && .venv/bin/smn-alert demo'
+TEST_COMMAND = 'python3 -m venv .venv && .venv/bin/pip install -e ".[test]" && .venv/bin/pytest'
+ENVIRONMENT = {
+    "project_id": "HUAWEICLOUD_SDK_PROJECT_ID",
+    "endpoint_url": "SMN_ALERT_ENDPOINT_URL",
+    "ak": "HUAWEICLOUD_SDK_AK",
+    "sk": "HUAWEICLOUD_SDK_SK",
+}
+ONCALL = {"SMN_ALERT_ENDPOINTS": "+8613800000001", "SMN_ALERT_SIGN_ID": "6be340e91e5241e4b5d85837e6709104"}
+
+# Runs one README block in a fresh interpreter, as a user's program would run it. A block that only defines
+# LOGGING is given to dictConfig; the Celery block runs against a stand-in for celery.signals when Celery is
+# not installed (it is not a dependency), and its pool-child exit is played with os._exit, which skips atexit.
+HARNESS = textwrap.dedent(
+    """
+    import json, logging, logging.config, os, runpy, sys, types
+    kind, path = sys.argv[1], sys.argv[2]
+    text = open(path, encoding="utf-8").read()
+    log = logging.getLogger("readme.check")
+
+    class Signal:
+        def __init__(self):
+            self.receivers = []
+        def connect(self, receiver):
+            self.receivers.append(receiver)
+            return receiver
+        def send(self, **kwargs):
+            for receiver in self.receivers:
+                receiver(signal=self, **kwargs)
+
+    if kind == "json":
+        logging.config.dictConfig(json.loads(text))
+        log.error("README json block")
+    elif kind == "yaml":
+        import yaml
+        logging.config.dictConfig(yaml.safe_load(text))
+        log.error("README yaml block")
+    elif kind == "ini":
+        logging.config.fileConfig(path, disable_existing_loggers=False)
+        log.error("README ini block")
+    elif "celery.signals" in text:
+        try:
+            import celery.signals as signals
+        except ImportError:
+            signals = types.ModuleType("celery.signals")
+            signals.setup_logging, signals.worker_process_shutdown = Signal(), Signal()
+            sys.modules["celery"] = types.ModuleType("celery")
+            sys.modules["celery.signals"] = signals
+        runpy.run_path(path, run_name="tasks")
+        signals.setup_logging.send(loglevel="INFO")
+        assert logging.getLogger().handlers, "setup_logging did not configure logging"
+        log.error("README celery block")
+        signals.worker_process_shutdown.send(pid=os.getpid(), exitcode=0)
+        os._exit(0)
+    else:
+        namespace = runpy.run_path(path, run_name="__main__")
+        if "LOGGING" in namespace:
+            logging.config.dictConfig(namespace["LOGGING"])
+            log.error("README LOGGING block")
+    """
+)
+
+
+def blocks(*languages: str) -> list[str]:
+    return [body for lang, body in BLOCKS if lang in languages]
+
+
+def block_id(body: str) -> str:
+    skip = ("import ", "from ", "#", "@")
+    first = next((line for line in body.splitlines() if line.strip() and not line.startswith(skip)), "")
+    return re.sub(r"\W+", "-", first)[:40]
+
+
+def environment(server: FakeSMNServer) -> dict[str, str]:
+    """A fresh environment whose credentials and URL point at ``server``, as a user would export them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMN_ALERT_", "HUAWEICLOUD_SDK_"))}
+    env.update({ENVIRONMENT[name]: value for name, value in server.settings().items()}, **ONCALL)
+    return env
+
+
+def run_block(kind: str, body: str, tmp_path: Path) -> list[str]:
+    """Run a README block against a fresh FakeSMNServer; return the SMS texts it received."""
+    path = tmp_path / f"block.{kind}"
+    path.write_text(body, encoding="utf-8")
+    with FakeSMNServer() as server:
+        command = [sys.executable, "-c", HARNESS, kind, str(path)]
+        env = environment(server)
+        result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60, env=env)
+        assert result.returncode == 0, result.stderr
+        return [message.message for message in server.wait_for_messages(1)]
+
+
+@pytest.mark.subprocess
+class TestCodeBlocks:
+    @pytest.mark.parametrize("body", [b for b in blocks("python") if "def test_" not in b], ids=block_id)
+    def test_python_block_pages(self, body: str, tmp_path: Path) -> None:
+        """Each Python block, run as a program with credentials in the environment, sends a page."""
+        texts = run_block("python", body, tmp_path)
+        assert all(len(text) <= 490 for text in texts)
+
+    @pytest.mark.parametrize("kind", ["json", "yaml", "ini"])
+    def test_config_blocks_configure_a_working_pager(self, kind: str, tmp_path: Path) -> None:
+        """Each JSON, YAML and INI block, given to dictConfig or fileConfig, pages an ERROR."""
+        [body] = blocks(kind)
+        texts = run_block(kind, body, tmp_path)
+        assert any(f"README {kind} block" in text for text in texts)
+
+    def test_pytest_block_passes(self, tmp_path: Path) -> None:
+        """The smn_server fixture example is a passing test in a project of its own."""
+        [body] = [b for b in blocks("python") if "def test_" in b]
+        (tmp_path / "test_alerting.py").write_text(body, encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SMN_ALERT_", "HUAWEICLOUD_SDK_"))}
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_alerting.py"]
+        result = subprocess.run(
+            command, check=False, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "1 passed" in result.stdout
+
+    def test_every_block_has_a_known_language(self) -> None:
+        """No code block escapes these tests by having an unexpected (or no) language tag."""
+        assert {lang for lang, _ in BLOCKS} <= {"python", "json", "yaml", "ini", "sh", "text"}
+
+
+@pytest.fixture(scope="module")
+def demo_texts() -> list[str]:
+    """The SMS texts `smn-alert demo` shows, with their '  | ' margin removed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMN_ALERT_", "HUAWEICLOUD_SDK_"))}
+    command = [sys.executable, "-m", "smn_alert", "demo"]
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    found = re.findall(r"segment\(s\), [^\n]*\n((?:  \| [^\n]*\n)+)", result.stdout)
+    return ["\n".join(line[4:] for line in text.splitlines()) for text in found]
+
+
+@pytest.mark.subprocess
+class TestSampleSMS:
+    @pytest.mark.parametrize("body", blocks("text"), ids=block_id)
+    def test_sample_is_what_the_demo_sends(self, body: str, demo_texts: list[str]) -> None:
+        """Each sample SMS in the README is a real page of the demo (clock times and line numbers aside)."""
+
+        def normal(text: str) -> str:
+            return re.sub(r"\b\d\d:\d\d\b", "HH:MM", re.sub(r"\.py:\d+ ", ".py:N ", text.strip()))
+
+        assert normal(body) in [normal(text) for text in demo_texts], "re-paste it from `smn-alert demo`"
+
+
+class TestShellBlocks:
+    def test_readme_starts_with_the_two_commands(self) -> None:
+        """The first code block is exactly the demo command and the test command."""
+        assert BLOCKS[0] == ("sh", f"{DEMO_COMMAND}\n{TEST_COMMAND}\n")
+        assert README.startswith(f"# smn-alert\n\n```sh\n{DEMO_COMMAND}\n{TEST_COMMAND}\n```\n")
+
+    def test_ci_runs_the_readme_test_command(self) -> None:
+        """.ci/run runs the README's test command verbatim."""
+        assert TEST_COMMAND in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+    def test_extras_and_script_exist(self) -> None:
+        """The extras the commands install and the smn-alert script are declared in pyproject.toml."""
+        pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+        for extra in re.findall(r'"\.\[(\w+)\]"', "\n".join(blocks("sh"))):
+            assert re.search(rf"^{extra} = \[", pyproject, re.MULTILINE), extra
+        assert 'smn-alert = "smn_alert.cli:main"' in pyproject
+
+    @pytest.mark.parametrize(
+        "line", [ln for b in blocks("sh") for ln in b.splitlines() if ln.startswith("smn-alert ")], ids=str
+    )
+    def test_smn_alert_commands_parse(self, line: str) -> None:
+        """Every `smn-alert ...` line in the README is valid for the real command-line parser."""
+        build_parser().parse_args(shlex.split(line)[1:])
+
+    def test_exported_variables_are_read_by_smn_alert(self) -> None:
+        """Every variable the README tells you to export is one smn_alert reads."""
+        source = "".join(path.read_text(encoding="utf-8") for path in (ROOT / "smn_alert").glob("*.py"))
+        names = re.findall(r"^export (\w+)=", "\n".join(blocks("sh")), re.MULTILINE)
+        assert names
+        assert [name for name in names if f'"{name}"' not in source] == []
+
+    def test_referenced_files_exist(self) -> None:
+        """Every examples/ file the README mentions exists."""
+        for name in set(re.findall(r"examples/[\w.]+\.py", README)):
+            assert (ROOT / name).is_file(), name
+
+
+class TestReference:
+    def test_every_setting_is_in_the_table(self) -> None:
+        """The settings table has a row for every setting the library accepts."""
+        rows = re.findall(r"^\| `(\w+)` \|", README, re.MULTILINE)
+        assert set(CONNECTION_SETTINGS) | set(PAGER_SETTINGS) <= set(rows)
+
+    @pytest.mark.parametrize(
+        ("setting", "default"),
+        [
+            ("max_length", 490),
+            ("budget", 5),
+            ("budget_period", 600),
+            ("window", 300),
+            ("capacity", 10_000),
+            ("shutdown_timeout", 5),
+            ("max_retry_age", 900),
+            ("circuit_cooldown", 300),
+        ],
+    )
+    def test_defaults_match_the_library(self, setting: str, default: int) -> None:
+        """The defaults the table states are the ones the library uses."""
+        from smn_alert.config import PagerSettings
+
+        resolved = PagerSettings.from_kwargs(environ={}, endpoints="+8613800000000", sign_id="abc")
+        assert getattr(resolved, setting) == default
+        assert re.search(rf"^\| `{setting}` \| [^|]* \| `{default}` \|", README, re.MULTILINE)
+
+    def test_environment_column_names_real_variables(self) -> None:
+        """Every variable in the table's environment column is one smn_alert reads."""
+        source = "".join(path.read_text(encoding="utf-8") for path in (ROOT / "smn_alert").glob("*.py"))
+        names = re.findall(r"^\| `\w+` \| `(\w+)` \|", README, re.MULTILINE)
+        assert len(names) >= 9
+        assert [name for name in names if f'"{name}"' not in source] == []
+
+    def test_contents_links_resolve(self) -> None:
+        """Every #anchor link points at a heading."""
+        slugs = {
+            re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+            for heading in re.findall(r"^#+ (.+)$", README, re.MULTILINE)
+        }
+        assert set(re.findall(r"\]\(#([\w-]+)\)", README)) <= slugs
+
+    def test_benchmarks_placeholder(self) -> None:
+        """The Benchmarks section holds the placeholder the benchmark run fills."""
+        assert "## Benchmarks\n\n<!-- benchmarks -->" in README
