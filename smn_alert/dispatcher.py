@@ -206,9 +206,18 @@ class Dispatcher:
             self._say(kind, "%s", text, always=kind in ("undelivered", "recovered"), level=level)
 
     def _finished(self) -> bool:
-        """Tell whether closing is done: nothing is left, or the deadline passed (the rest stays pending)."""
+        """Tell whether closing is done: nothing is left, or nothing more can go before the deadline.
+
+        What is left stays counted as pending: the deadline passed, or an open circuit (or a backoff)
+        will not let a page out before it, so waiting would only delay the application's exit.
+        """
         left = bool(self._buffer) or self._pager.pending > 0 or self._overflow > 0
-        return not left or time.monotonic() >= self._close_deadline
+        remaining = self._close_deadline - time.monotonic()
+        if not left or remaining <= 0:
+            return True
+        now = self._clock()
+        blocked = self._pager.blocked_until(now, final=True)
+        return blocked is not None and blocked - now > remaining
 
     def say_trouble(self, key: str, message: str, *args: object) -> None:
         """Report a problem of an adapter (handler, processor) the same rate-limited way as our own."""

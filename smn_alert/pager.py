@@ -210,12 +210,15 @@ class Pager:
     def _top_level(self) -> int:
         return max((group.alert.levelno for group in self._groups.values()), default=0)
 
-    def blocked_until(self, now: float) -> Optional[float]:
-        """When budget, circuit or backoff next allow a page (``now`` if they do now; None if idle)."""
+    def blocked_until(self, now: float, *, final: bool = False) -> Optional[float]:
+        """When budget, circuit or backoff next allow a page (``now`` if they do now; None if idle).
+
+        With ``final`` (the last page at shutdown, which may overspend the budget) the budget is ignored.
+        """
         if not self._has_news():
             return None
         times = [now, self._not_before if self._paid else now]
-        if not self._paid and self.bucket.tokens < 1:
+        if not self._paid and not final and self.bucket.tokens < 1:
             times.append(now + self.bucket.next_available())
         if self.breaker.is_open:
             times.append(now + self.breaker.reopens_in())
@@ -331,8 +334,8 @@ class Pager:
 
     def _retry_later(self, page: Page, error: SMNError, now: float) -> Optional[Note]:
         self.breaker.record_failure(_describe(error))  # a failed trial after an open circuit reopens it
+        delay = self.retry.delay(self._attempt, error, self._rng)  # attempt 0: the first retry
         self._attempt += 1
-        delay = self.retry.delay(self._attempt, error, self._rng)
         oldest = min((g.first_mono for g in page.groups), default=now)
         if delay is None or self.retry.should_give_up(oldest, now, delay):
             return self._give_up(page, _describe(error) + " (gave up retrying)", open_circuit=False)
@@ -359,7 +362,8 @@ class Pager:
         self._failed_unreported += page.alerts + page.failed_before
         self._dropped_unreported += page.dropped
         self._attempt, self._paid = 0, False
-        note: Note = ("undelivered", f"{page.alerts} alerts not delivered: {reason}")
+        alerts = f"{page.alerts:,} alert{'' if page.alerts == 1 else 's'}"
+        note: Note = ("undelivered", f"{alerts} not delivered: {reason}")
         if open_circuit:
             self.breaker.open(reason)
             if self._outage == cause:

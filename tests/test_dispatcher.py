@@ -10,7 +10,7 @@ import time
 from smn_alert.alert import Alert
 from smn_alert.digest import PageContext
 from smn_alert.dispatcher import Dispatcher
-from smn_alert.errors import SMNServerError
+from smn_alert.errors import SMNAuthError, SMNServerError
 from smn_alert.pager import Pager
 from smn_alert.ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
 
@@ -134,6 +134,19 @@ class TestClose:
         assert time.monotonic() - started < 2.0
         stats = dispatcher.stats()
         assert stats["retried"] >= 1 and add_up(stats)
+
+    def test_close_does_not_wait_for_a_circuit_that_stays_open(self, sender: RecordingSender) -> None:
+        """After an auth failure, close() returns at once: nothing could go out before its deadline."""
+        sender.outcomes = [SMNAuthError("bad signature", status=401, code="APIG.0301")]
+        dispatcher = make_dispatcher(sender, shutdown_timeout=3.0)
+        dispatcher.submit(alert("first"))
+        assert dispatcher.flush(2.0) is True  # settled (as failed)
+        dispatcher.submit(alert("while the circuit is open"))
+        started = time.monotonic()
+        dispatcher.close()
+        assert time.monotonic() - started < 1.0
+        stats = dispatcher.stats()
+        assert stats["failed"] == 1 and stats["pending"] == 1 and add_up(stats)
 
 
 class TestOverflow:

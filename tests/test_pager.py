@@ -220,7 +220,7 @@ class TestFailures:
         page = pager.take_due(clock())
         assert page is not None
         note = pager.settle(page, error, clock())  # type: ignore[arg-type]
-        assert note is not None and note[0] == "undelivered" and "1 alerts not delivered" in note[1]
+        assert note is not None and note[0] == "undelivered" and "1 alert not delivered" in note[1]
         assert pager.counters.failed == 1 and pager.counters.retried == 0
         pager.add(alert("still broken"), clock.advance(10))
         assert pager.take_due(clock(), force=True) is None
