@@ -130,11 +130,13 @@ class Dispatcher:
             worker = threading.Thread(target=self._run, name=self._name, daemon=True)
             try:
                 worker.start()
-            except RuntimeError:  # interpreter shutting down: close() sends on the calling thread
+            except RuntimeError as error:  # late in shutdown, or out of threads: page on callers' threads
                 self._no_thread = True
+                reason = str(error)
+            else:
+                self._worker, self.worker_ident = worker, worker.ident
                 return
-            self._worker = worker
-            self.worker_ident = worker.ident
+        self._say("thread", "smn_alert could not start its thread (%s); flush() and close() send", reason)
 
     # --- worker thread ------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -244,6 +246,9 @@ class Dispatcher:
             deadline = min(deadline, self._close_deadline)
         if self._buffer and self._worker is None:
             self._start_worker()
+        if self._no_thread:
+            self._pump_here(deadline)
+            return self.stats()["pending"] == 0
         with self._lock:
             self._flushers += 1
             try:
@@ -287,12 +292,25 @@ class Dispatcher:
         if worker is not None and worker is not threading.current_thread():
             worker.join(max(0.0, self._close_deadline - time.monotonic()))
         elif worker is None and (self._buffer or self._overflow):
-            while self._step(wait=False):
-                pass
+            self._pump_here(self._close_deadline)
         left = self.stats()["pending"]
         if left:
             _log.warning("smn_alert: %d alerts were not paged before shutdown", left)
         self._sender.close()
+
+    def _pump_here(self, deadline: float) -> None:
+        """Page on the calling thread (no worker could start) until nothing is due, or the deadline."""
+        with self._lock:
+            self._flushers += 1
+        try:
+            while time.monotonic() < deadline:
+                page = self._take()
+                if page is None:
+                    return
+                self._settle(page, self._send(page))
+        finally:
+            with self._lock:
+                self._flushers -= 1
 
     # --- observation --------------------------------------------------------------------------------
     def stats(self) -> dict[str, object]:

@@ -7,6 +7,8 @@ import random
 import threading
 import time
 
+import pytest
+
 from smn_alert.alert import Alert
 from smn_alert.digest import PageContext
 from smn_alert.dispatcher import Dispatcher
@@ -134,6 +136,26 @@ class TestClose:
         assert time.monotonic() - started < 2.0
         stats = dispatcher.stats()
         assert stats["retried"] >= 1 and add_up(stats)
+
+    def test_without_a_thread_close_pages_on_the_calling_thread(
+        self, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """When no thread can start (late in shutdown, out of threads), flush() and close() send."""
+
+        def refuse(self: threading.Thread) -> None:
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+
+        monkeypatch.setattr(threading.Thread, "start", refuse)
+        dispatcher = make_dispatcher(sender)
+        assert dispatcher.submit(alert("first words"))
+        assert dispatcher.worker_ident is None
+        assert dispatcher.flush(2.0) is True
+        assert dispatcher.submit(alert("last words"))
+        monkeypatch.undo()
+        dispatcher.close()
+        assert sender.threads == [threading.current_thread().name] * 2
+        assert "first words" in sender.texts[0] and "last words" in sender.texts[1]
+        assert dispatcher.stats()["sent"] == 2
 
     def test_close_does_not_wait_for_a_circuit_that_stays_open(self, sender: RecordingSender) -> None:
         """After an auth failure, close() returns at once: nothing could go out before its deadline."""

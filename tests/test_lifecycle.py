@@ -106,6 +106,13 @@ class TestExit:
         assert paged.count("first problem") == 1 and paged.count("last words before exit") == 1
         assert "carrying on" not in paged
 
+    def test_an_error_logged_by_an_atexit_hook_is_paged(self, smn_server: FakeSMNServer) -> None:
+        """The first alert comes from an atexit hook, during interpreter exit: it is still paged."""
+        done = run(smn_server, "atexit_error.py")
+        assert done.returncode == 0, done.stderr
+        assert texts(smn_server) == ["CRITICAL app.script: dying in an atexit hook"]
+        assert "Traceback" not in done.stderr
+
     def test_close_twice_is_harmless(self, smn_server: FakeSMNServer) -> None:
         """close() twice, a log after close, and logging.shutdown() at exit: no error, no hang, one page."""
         started = time.monotonic()
