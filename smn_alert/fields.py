@@ -123,16 +123,21 @@ def check_sign(sign_id: object, flag: object) -> tuple[str | None, str | None]:
     return (sign_id if isinstance(sign_id, str) else None), normalized
 
 
-def check_extend_code(value: object, field: str = "extend_code") -> str | None:
-    """Return ``value`` if it is ``None`` or a string of at most 32 bytes in UTF-8."""
+def _check_utf8_size(value: object, field: str, limit: int) -> str | None:
+    """Return ``value`` if it is ``None`` or a string of at most ``limit`` bytes in UTF-8."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise _fail(field, value, "must be a string")
     size = len(value.encode("utf-8", "surrogatepass"))
-    if size > MAX_EXTEND_CODE_BYTES:
-        raise _fail(field, value, f"is {size} bytes; at most {MAX_EXTEND_CODE_BYTES}")
+    if size > limit:
+        raise _fail(field, value, f"is {size} bytes; at most {limit}")
     return value
+
+
+def check_extend_code(value: object, field: str = "extend_code") -> str | None:
+    """Return ``value`` if it is ``None`` or a string of at most 32 bytes in UTF-8."""
+    return _check_utf8_size(value, field, MAX_EXTEND_CODE_BYTES)
 
 
 def check_extend_src_id(value: object, field: str = "extend_src_id") -> str | None:
@@ -154,14 +159,7 @@ def check_topic_urn(value: object, field: str = "topic_urn") -> str:
 
 def check_subject(value: object, field: str = "subject") -> str | None:
     """Return ``value`` if it is ``None`` or a string of at most 512 bytes in UTF-8."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _fail(field, value, "must be a string")
-    size = len(value.encode("utf-8", "surrogatepass"))
-    if size > MAX_SUBJECT_BYTES:
-        raise _fail(field, value, f"is {size} bytes; at most {MAX_SUBJECT_BYTES}")
-    return value
+    return _check_utf8_size(value, field, MAX_SUBJECT_BYTES)
 
 
 def mask_number(number: str) -> str:
