@@ -6,25 +6,24 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import quote, urlsplit
 
 from smn_alert import fields, signer
-from smn_alert.errors import (
-    SMNAuthError,
-    SMNConfigError,
-    SMNConnectionError,
-    SMNError,
-    SMNRequestError,
-    SMNServerError,
-    SMNThrottledError,
+from smn_alert.answers import (
+    MISSING_CODE,
+    EndpointResult,
+    SmsBatchResult,
+    TopicPublishResult,
+    chunk_results,
+    error_from_response,
+    parse_answer,
+    parse_retry_after,
 )
+from smn_alert.errors import SMNConfigError, SMNConnectionError, SMNError, SMNServerError
 
 if TYPE_CHECKING:
     import requests
@@ -32,6 +31,12 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTENT_TYPE",
     "DEFAULT_TIMEOUT",
+    "ENV_AK",
+    "ENV_ENDPOINT_URL",
+    "ENV_PROJECT_ID",
+    "ENV_REGION",
+    "ENV_SECURITY_TOKEN",
+    "ENV_SK",
     "MISSING_CODE",
     "EndpointResult",
     "SMNClient",
@@ -49,18 +54,26 @@ Timeout = Union[float, tuple[float, float]]
 DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 10.0)
 #: The content type SMN expects; it is signed, so it is sent exactly like this.
 CONTENT_TYPE = "application/json;charset=UTF-8"
-#: Code of the failed result given to a number that SMN's answer did not mention.
-MISSING_CODE = "SMN_ALERT.MISSING"
-#: Server text quoted in an exception is cut to this many characters.
-MAX_EXCERPT = 200
+#: Environment variable holding the access key id, read when ``ak`` is not given.
+ENV_AK = "HUAWEICLOUD_SDK_AK"
+#: Environment variable holding the secret key, read when ``sk`` is not given.
+ENV_SK = "HUAWEICLOUD_SDK_SK"
+#: Environment variable holding the project id, read when ``project_id`` is not given.
+ENV_PROJECT_ID = "HUAWEICLOUD_SDK_PROJECT_ID"
+#: Environment variable holding the token of temporary AK/SK, read when ``security_token`` is not given.
+ENV_SECURITY_TOKEN = "HUAWEICLOUD_SDK_SECURITY_TOKEN"
+#: Environment variable holding the region, read when ``region`` is not given.
+ENV_REGION = "HUAWEICLOUD_SDK_REGION"
+#: Environment variable holding the base URL, read when ``endpoint_url`` is not given.
+ENV_ENDPOINT_URL = "SMN_ALERT_ENDPOINT_URL"
 
 _ENV = {
-    "ak": "HUAWEICLOUD_SDK_AK",
-    "sk": "HUAWEICLOUD_SDK_SK",
-    "project_id": "HUAWEICLOUD_SDK_PROJECT_ID",
-    "security_token": "HUAWEICLOUD_SDK_SECURITY_TOKEN",
-    "region": "HUAWEICLOUD_SDK_REGION",
-    "endpoint_url": "SMN_ALERT_ENDPOINT_URL",
+    "ak": ENV_AK,
+    "sk": ENV_SK,
+    "project_id": ENV_PROJECT_ID,
+    "security_token": ENV_SECURITY_TOKEN,
+    "region": ENV_REGION,
+    "endpoint_url": ENV_ENDPOINT_URL,
 }
 # Regions whose SMN endpoint is not under myhuaweicloud.com (Huawei's SDK region tables).
 _REGION_DOMAINS = {"cn-north-2": "myhuaweicloud.cn", "eu-west-101": "myhuaweicloud.eu"}
@@ -72,56 +85,6 @@ _AK = re.compile(r"[A-Za-z0-9_\-.]{1,128}")
 _HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
 _SIGNATURE_HEAD = re.compile(r"【[^【】]+】")
 _TOPIC_FORBIDDEN = "[]【】"
-_AUTH_CODES = frozenset({"APIG.0301", "APIGW.0301"})
-_THROTTLE_CODES = frozenset({"APIG.0308", "APIGW.0308", "SMN.00362", "SMN.0057"})
-_HTML_DROP = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-@dataclass(frozen=True)
-class EndpointResult:
-    """What SMN did with one phone number: a ``message_id`` when accepted, else ``code`` and ``message``."""
-
-    endpoint: str
-    message_id: Optional[str] = None
-    code: Optional[str] = None
-    message: Optional[str] = None
-
-    @property
-    def ok(self) -> bool:
-        """Whether SMN accepted the message for this number."""
-        return self.message_id is not None
-
-
-@dataclass(frozen=True)
-class SmsBatchResult:
-    """The outcome of :meth:`SMNClient.publish_sms`: one result per distinct number, in the order given."""
-
-    results: tuple[EndpointResult, ...]
-    request_ids: tuple[str, ...]
-
-    @property
-    def ok(self) -> bool:
-        """Whether every number was accepted."""
-        return all(result.ok for result in self.results)
-
-    @property
-    def delivered(self) -> tuple[str, ...]:
-        """The numbers SMN accepted the message for."""
-        return tuple(result.endpoint for result in self.results if result.ok)
-
-    @property
-    def refused(self) -> tuple[EndpointResult, ...]:
-        """The results of the numbers that did not get the message."""
-        return tuple(result for result in self.results if not result.ok)
-
-
-@dataclass(frozen=True)
-class TopicPublishResult:
-    """The outcome of :meth:`SMNClient.publish_to_topic`."""
-
-    message_id: str
-    request_id: Optional[str]
 
 
 class SMNClient:
@@ -249,7 +212,7 @@ class SMNClient:
             chunk = numbers[start : start + size]
             try:
                 data, request_id = self._post(path, {"endpoints": chunk, **extra})
-                results.extend(_chunk_results(chunk, data, request_id))
+                results.extend(chunk_results(chunk, data, request_id))
             except SMNError as exc:
                 if start == 0:
                     raise
@@ -297,14 +260,7 @@ class SMNClient:
         status, headers, content = response.status_code, response.headers, response.content
         if not 200 <= status < 300:
             raise error_from_response(status, headers, content, now=self._now())
-        data = _json_object(content)
-        header_id = headers.get("X-Request-Id")
-        if data is None:
-            raise SMNServerError(
-                f"malformed answer from SMN: {_excerpt(content)}", status=status, request_id=header_id
-            )
-        request_id = data.get("request_id")
-        return data, request_id if isinstance(request_id, str) and request_id else header_id
+        return parse_answer(status, headers, content)
 
     def _send(self, url: str, body: bytes) -> requests.Response:
         """Send one signed request; turn network failures into :class:`SMNConnectionError`."""
@@ -350,9 +306,8 @@ class SMNClient:
             return self._session
         import requests  # (`import smn_alert` must stay free of requests)
 
-        if self._owns_session and self._session is not None:
-            # In a forked child this closes only the child's copies of the parent's sockets.
-            self._session.close()
+        # In a forked child, abandon the parent's session without closing it: closing takes urllib3's pool
+        # locks, which the parent's worker may have held at the fork, and would deadlock the child.
         self._session, self._owns_session, self._session_pid = requests.Session(), True, pid
         return self._session
 
@@ -366,58 +321,6 @@ def endpoint_for_region(region: str) -> str:
     if not (isinstance(region, str) and _REGION.fullmatch(region)):
         raise SMNConfigError(f"region={region!r:.40}: must look like cn-north-4 or ap-southeast-1")
     return f"https://smn.{region}.{_REGION_DOMAINS.get(region, 'myhuaweicloud.com')}"
-
-
-def error_from_response(
-    status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None
-) -> SMNError:
-    """Turn a non-2xx answer into the :class:`SMNError` subclass that says what to do about it.
-
-    Args:
-        status: HTTP status.
-        headers: Response headers (any case); ``X-Request-Id`` and ``Retry-After`` are read.
-        body: SMN's ``{code, message}``, the gateway's ``{error_code, error_msg}``, or anything else.
-        now: The current time, to turn a ``Retry-After`` date into seconds.
-    """
-    data = _json_object(body) or {}
-    code = _first_str(data, "code", "error_code")
-    server_text = _first_str(data, "message", "error_msg")
-    request_id = _first_str(data, "request_id") or _header(headers, "X-Request-Id")
-    text = _clean(server_text) if server_text else _status_text(status, body)
-    retry_after = parse_retry_after(_header(headers, "Retry-After"), now or _utcnow())
-    kind = _error_class(status, code)
-    return kind(text, status=status, code=code, request_id=request_id, retry_after=retry_after)
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Return the seconds a ``Retry-After`` value (seconds or an HTTP date) asks to wait, or ``None``.
-
-    A date in the past gives ``0.0``; an unreadable value gives ``None``.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", text):
-        seconds = float(text)
-        return seconds if math.isfinite(seconds) else None
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):  # Python 3.9 raises TypeError
-        return None
-    return max(0.0, (_aware(moment) - _aware(now)).total_seconds())
-
-
-def _error_class(status: int, code: str | None) -> type[SMNError]:
-    """Pick the error class from the status, refined by SMN's or the gateway's code."""
-    if status >= 500:
-        return SMNServerError
-    if status == 401 or code in _AUTH_CODES:
-        return SMNAuthError
-    if status == 429 or code in _THROTTLE_CODES:
-        return SMNThrottledError
-    if status == 403 and code != "SMN.0009":
-        return SMNAuthError  # no permission, arrears, suspended: a person must act
-    return SMNRequestError
 
 
 def _sms_fields(
@@ -438,50 +341,6 @@ def _sms_fields(
             "message must start with its signature in 【】 when message_include_sign_flag is true"
         )
     return {name: value for name, value in candidates.items() if value is not None}
-
-
-def _chunk_results(
-    sent: Sequence[str], data: Mapping[str, Any], request_id: str | None
-) -> list[EndpointResult]:
-    """Match SMN's per-number answer to the numbers sent: one result per number, an ok entry winning."""
-    entries = data.get("result")
-    if not isinstance(entries, list):
-        raise SMNServerError("malformed answer from SMN: no result list", status=200, request_id=request_id)
-    answered: dict[str, EndpointResult] = {}
-    for entry in entries:
-        result = _entry_result(entry)
-        if result is None:
-            continue
-        known = answered.get(result.endpoint)
-        if known is None or (result.ok and not known.ok):
-            answered[result.endpoint] = result
-    # SMN may answer "1867669-6912" as "18676696912": match the numbers left over by their bare digits.
-    sent_set = set(sent)
-    loose = {_bare(endpoint): result for endpoint, result in answered.items() if endpoint not in sent_set}
-    return [_pick(number, answered, loose) for number in sent]
-
-
-def _pick(
-    number: str, answered: Mapping[str, EndpointResult], loose: Mapping[str, EndpointResult]
-) -> EndpointResult:
-    found = answered.get(number) or loose.get(_bare(number))
-    if found is None:
-        return EndpointResult(number, code=MISSING_CODE, message="SMN's answer did not mention this number")
-    return found if found.endpoint == number else replace(found, endpoint=number)
-
-
-def _entry_result(entry: object) -> EndpointResult | None:
-    """Read one ``result`` entry; ``None`` when it names no number."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("endpoint"), str):
-        return None
-    message_id, code, message = (_first_str(entry, key) for key in ("message_id", "code", "message"))
-    if message_id is None and code is None and message is None:
-        message = "SMN gave neither a message_id nor an error code"
-    return EndpointResult(entry["endpoint"], message_id, code, message)
-
-
-def _bare(number: str) -> str:
-    return re.sub(r"[ /\-]", "", number)
 
 
 def _setting(value: str | None, fallback: str | None) -> str | None:
@@ -564,51 +423,6 @@ def _check_verify(value: object) -> bool | str:
     raise SMNConfigError(f"verify={value!r:.40}: must be true, false or the path of a CA bundle")
 
 
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    """Return ``body`` parsed as a JSON object, or ``None`` for anything else."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _first_str(data: Mapping[str, Any], *keys: str) -> str | None:
-    """Return the first of ``keys`` whose value is a non-empty string."""
-    for key in keys:
-        value = data.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    wanted = name.lower()
-    return next((value for key, value in headers.items() if key.lower() == wanted), None)
-
-
-def _status_text(status: int, body: bytes) -> str:
-    """Describe an answer that is not SMN's error JSON: the status and a clean start of the body."""
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "unknown status"
-    excerpt = _excerpt(body)
-    return _clean(f"HTTP {status} {phrase}: {excerpt}" if excerpt else f"HTTP {status} {phrase}")
-
-
-def _excerpt(body: bytes) -> str:
-    """Return the readable start of a body (HTML tags, scripts and control characters removed)."""
-    text = body[:8192].decode("utf-8", "replace")
-    return _clean(_HTML_DROP.sub(" ", text)) or "(empty body)"
-
-
-def _clean(text: str) -> str:
-    """Collapse control characters and whitespace, and cut to :data:`MAX_EXCERPT` characters."""
-    flat = " ".join(_CONTROL.sub(" ", text).split())
-    return flat if len(flat) <= MAX_EXCERPT else flat[: MAX_EXCERPT - 1] + "…"
-
-
 def _why_unreachable(exc: Exception) -> str:
     """Say why no answer came, without the exception text (it can hold proxy URLs with passwords)."""
     import requests  # (`import smn_alert` must stay free of requests)
@@ -626,10 +440,6 @@ def _why_unreachable(exc: Exception) -> str:
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 @lru_cache(maxsize=1)

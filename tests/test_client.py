@@ -9,8 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime
+from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 import requests
 import responses
 
-from smn_alert import signer
+from smn_alert import answers, signer
 from smn_alert.client import (
     DEFAULT_TIMEOUT,
     MISSING_CODE,
@@ -33,8 +32,6 @@ from smn_alert.errors import (
     SMNAuthError,
     SMNConfigError,
     SMNConnectionError,
-    SMNError,
-    SMNRequestError,
     SMNServerError,
     SMNThrottledError,
 )
@@ -109,6 +106,18 @@ class TestImport:
         """Importing the client keeps `requests` out of an application that never pages."""
         code = "import smn_alert.client, sys; assert 'requests' not in sys.modules"
         subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+    @pytest.mark.subprocess
+    def test_import_does_not_load_email_utils(self) -> None:
+        """Importing the client does not pay for email.utils; only a Retry-After date needs it."""
+        code = "import smn_alert.client, sys; assert 'email.utils' not in sys.modules"
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+    def test_answer_names_are_still_importable_from_the_client(self) -> None:
+        """Code importing results and error mapping from smn_alert.client keeps working."""
+        moved = (EndpointResult, SmsBatchResult, TopicPublishResult, error_from_response, parse_retry_after)
+        assert moved == tuple(getattr(answers, thing.__name__) for thing in moved)
+        assert MISSING_CODE == answers.MISSING_CODE
 
 
 class TestConfiguration:
@@ -581,14 +590,6 @@ class TestSmsResults:
         assert failed.message is not None
         assert HOST in failed.message
 
-    def test_results_value_objects(self) -> None:
-        """ok, delivered and refused are derived from the per-number results."""
-        good, bad = EndpointResult("1", message_id="m"), EndpointResult("2", code="SMN.0160")
-        batch = SmsBatchResult((good, bad), ("r",))
-        assert (good.ok, bad.ok, batch.ok) == (True, False, False)
-        assert (batch.delivered, batch.refused) == (("1",), (bad,))
-        assert SmsBatchResult((good,), ()).ok
-
 
 class TestSmsValidation:
     @pytest.mark.parametrize(
@@ -626,137 +627,6 @@ class TestSmsValidation:
             ["13800000000"], "字" * 490, sign_id=SIGN_ID, extend_code="码" * 10, extend_src_id="12345678"
         )
         assert len(rsps.calls) == 1
-
-
-class TestErrorFromResponse:
-    def test_smn_body_shape(self) -> None:
-        """SMN's {request_id, code, message} fills code, message and request id."""
-        body = b'{"request_id":"r-1","code":"SMN.0160","message":"invalid endpoint"}'
-        error = error_from_response(400, {}, body)
-        assert type(error) is SMNRequestError
-        assert (error.status, error.code, error.request_id, error.message) == (
-            400,
-            "SMN.0160",
-            "r-1",
-            "invalid endpoint",
-        )
-
-    def test_gateway_body_shape(self) -> None:
-        """The gateway's {error_code, error_msg, request_id} is read the same way."""
-        body = b'{"error_code":"APIG.0301","error_msg":"Incorrect IAM authentication","request_id":"g-1"}'
-        error = error_from_response(401, {}, body)
-        assert type(error) is SMNAuthError
-        assert (error.code, error.request_id, error.message) == (
-            "APIG.0301",
-            "g-1",
-            "Incorrect IAM authentication",
-        )
-        assert not error.retryable
-
-    def test_request_id_from_header(self) -> None:
-        """Without a request id in the body, X-Request-Id (any case) is used."""
-        error = error_from_response(500, {"x-request-id": "h-1"}, b"oops")
-        assert error.request_id == "h-1"
-
-    @pytest.mark.parametrize(
-        ("status", "code", "kind"),
-        [
-            (401, None, SMNAuthError),
-            (401, "APIGW.0301", SMNAuthError),
-            (403, "SMN.0057", SMNThrottledError),
-            (403, "SMN.0009", SMNRequestError),
-            (403, "SMN.0001", SMNAuthError),
-            (403, "SMN.0070", SMNAuthError),
-            (403, "SMN.0228", SMNAuthError),
-            (403, None, SMNAuthError),
-            (429, None, SMNThrottledError),
-            (429, "APIG.0308", SMNThrottledError),
-            (400, "APIG.0301", SMNAuthError),
-            (400, "APIGW.0308", SMNThrottledError),
-            (400, "SMN.00362", SMNThrottledError),
-            (400, "SMN.0160", SMNRequestError),
-            (400, "SMN.0227", SMNRequestError),
-            (404, "SMN.0084", SMNRequestError),
-            (413, None, SMNRequestError),
-            (500, "SMN.0016", SMNServerError),
-            (502, None, SMNServerError),
-            (503, "SMN.0089", SMNServerError),
-            (504, None, SMNServerError),
-        ],
-    )
-    def test_status_and_code_choose_the_class(
-        self, status: int, code: str | None, kind: type[SMNError]
-    ) -> None:
-        """Each status/code pair maps to the error class that says whether to retry."""
-        body = json.dumps({"code": code, "message": "m"} if code else {"message": "m"}).encode()
-        error = error_from_response(status, {}, body)
-        assert type(error) is kind
-        assert error.retryable == (kind in (SMNThrottledError, SMNServerError))
-
-    def test_retry_after_seconds(self) -> None:
-        """Retry-After in seconds becomes retry_after."""
-        error = error_from_response(429, {"Retry-After": "7"}, b"{}", now=FIXED)
-        assert error.retry_after == 7.0
-
-    def test_retry_after_http_date(self) -> None:
-        """Retry-After as an HTTP date becomes the seconds until then."""
-        when = format_datetime(FIXED + timedelta(seconds=90), usegmt=True)
-        error = error_from_response(503, {"retry-after": when}, b"{}", now=FIXED)
-        assert error.retry_after == 90.0
-
-    def test_html_error_page(self) -> None:
-        """An HTML page keeps the status class, has no code, and a short readable message."""
-        page = (
-            b"<html><head><title>502 Bad Gateway</title><style>body{color:red}</style>"
-            b"<script>var secret=1;</script></head><body><h1>Bad\r\nGateway</h1>" + b"<p>padding</p>" * 200
-        )
-        error = error_from_response(502, {}, page)
-        assert type(error) is SMNServerError
-        assert error.code is None
-        assert error.message.startswith("HTTP 502 Bad Gateway: 502 Bad Gateway Bad Gateway padding")
-        assert len(error.message) <= 200
-        assert not any(mark in error.message for mark in ("<", "color", "secret", "\r", "\n"))
-
-    @pytest.mark.parametrize("body", [b"[1, 2]", b'{"unexpected": true}', b"", b"\xff\xfe garbage"])
-    def test_wrong_shape_keeps_status_class(self, body: bytes) -> None:
-        """A body that is not an error object still maps by status, with code None."""
-        error = error_from_response(403, {}, body)
-        assert type(error) is SMNAuthError
-        assert error.code is None
-        assert error.message.startswith("HTTP 403 Forbidden")
-
-    def test_server_message_is_cleaned_and_cut(self) -> None:
-        """A long server message with control characters is flattened and cut."""
-        body = json.dumps({"code": "SMN.0001", "message": "a\nb\x00c" + "x" * 500}).encode()
-        error = error_from_response(400, {}, body)
-        assert error.message.startswith("a b c")
-        assert len(error.message) <= 200
-
-
-class TestParseRetryAfter:
-    @pytest.mark.parametrize(
-        ("value", "expected"),
-        [
-            ("120", 120.0),
-            (" 3 ", 3.0),
-            ("1.5", 1.5),
-            ("0", 0.0),
-            (format_datetime(FIXED + timedelta(minutes=2), usegmt=True), 120.0),
-            (format_datetime(FIXED - timedelta(minutes=2), usegmt=True), 0.0),
-            ("Mon, 06 May 2024 07:09:09 GMT", 60.0),
-            ("soon", None),
-            ("-5", None),
-            ("", None),
-            (None, None),
-        ],
-    )
-    def test_values(self, value: str | None, expected: float | None) -> None:
-        """Seconds and HTTP dates give seconds >= 0; anything else gives None."""
-        assert parse_retry_after(value, FIXED) == expected
-
-    def test_naive_now_is_taken_as_utc(self) -> None:
-        """A naive clock value is read as UTC rather than failing."""
-        assert parse_retry_after("Mon, 06 May 2024 07:09:09 GMT", FIXED.replace(tzinfo=None)) == 60.0
 
 
 class TestHttpFailures:
