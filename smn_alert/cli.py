@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import logging.config
 import os
 import socket
 import sys
-import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Callable, NoReturn, Optional, TextIO
+from typing import Any, NoReturn, Optional, TextIO
 
 from smn_alert import __version__
+from smn_alert.client import (
+    ENV_AK,
+    ENV_ENDPOINT_URL,
+    ENV_PROJECT_ID,
+    ENV_REGION,
+    ENV_SECURITY_TOKEN,
+    ENV_SK,
+)
 from smn_alert.config import ENV_ENDPOINTS, ENV_PREFIX, ENV_SIGN_ID, ENV_TOPIC_URN, PagerSettings, mask_secret
+from smn_alert.demo import DEMO_NUMBERS, DEMO_SETTINGS, run_demo
 from smn_alert.errors import SMNAuthError, SMNConfigError, SMNError
 from smn_alert.fields import mask_number
 from smn_alert.text import count_segments, sms_encoding
@@ -27,35 +33,11 @@ EXIT_OK = 0
 EXIT_REFUSED = 1
 #: Exit status: nothing was sent, or the input or the configuration is wrong.
 EXIT_FAILED = 2
-#: The demo's on-call numbers; FakeSMNServer plays SMN, so no real phone is involved.
-DEMO_NUMBERS = ("+8613800000001", "+8613900000002")
-#: Short window and small budget, so the demo shows folding and the budget within minutes of replay.
-DEMO_SETTINGS: dict[str, Any] = {"prefix": "shop", "window": 60, "budget": 3, "budget_period": 600}
-
-_WAIT = 5.0  # seconds the demo waits for any one page; the whole demo takes well under one
-_SIGN_ID = "6be340e91e5241e4b5d85837e6709104"
-_HOLD_AT = 150.0  # second of the replay at which the SMS budget runs out (see _Replay)
-_BURST = 4 * 9 * (60 + 25 + 4)  # errors _burst() logs: threads x rounds x (three kinds)
 _NO_SECRETS = "AK and SK come only from HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK, never from a flag."
 _SEND_EXAMPLE = (
     'example:\n  smn-alert send --to +8613800000000 --sign-id 6be340e9... "db-1 down, failing over"\n\n'
 )
 _CHECK_EXAMPLE = "example:\n  smn-alert check --send-test\n\n"
-_COUNTERS = {
-    "received": "alerts taken in (records at ERROR or above)",
-    "sent": "alerts shown as a line of their own in a delivered SMS",
-    "folded": 'alerts counted in a digest line ("x2,160") instead of an SMS of their own',
-    "suppressed": "alerts that waited for the SMS budget, then went out as a count",
-    "dropped": "alerts whose text was dropped because the buffer was full (still counted)",
-    "failed": "alerts whose SMS could not be delivered",
-    "pending": "alerts not resolved yet",
-    "pages": "SMS texts sent (each to every number)",
-    "segments": "billed SMS segments, summed over the numbers",
-    "retried": "sends retried after a timeout, 5xx or 429",
-    "refused": "numbers SMN refused",
-    "delivered": "SMS per number",
-    "last_error": "the last problem, if any",
-}
 
 
 class _Failure(Exception):
@@ -89,15 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="replay an incident against a local fake SMN (no credentials)")
     demo.description = "Replay an incident against FakeSMNServer on 127.0.0.1; show what each phone got."
     demo.set_defaults(run=_run_demo)
-    where = _Parser(add_help=False)
-    where.add_argument(
-        "--to", action="append", metavar="NUMBER", help=f"on-call number, repeatable ({ENV_ENDPOINTS})"
-    )
-    where.add_argument("--topic", metavar="URN", help=f"publish to this topic instead ({ENV_TOPIC_URN})")
-    where.add_argument("--sign-id", metavar="ID", help=f"approved SMS signature id ({ENV_SIGN_ID})")
-    where.add_argument("--endpoint-url", metavar="URL", help="SMN base URL (SMN_ALERT_ENDPOINT_URL)")
-    where.add_argument("--region", help="region such as cn-north-4 (HUAWEICLOUD_SDK_REGION)")
-    where.add_argument("--project-id", metavar="ID", help="project id (HUAWEICLOUD_SDK_PROJECT_ID)")
+    where = _target_options()
     raw = argparse.RawDescriptionHelpFormatter
     send = commands.add_parser("send", parents=[where], help="send one real page", formatter_class=raw)
     send.epilog = _SEND_EXAMPLE + _NO_SECRETS
@@ -114,6 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--send-test", action="store_true", help="also send one test page")
     check.set_defaults(run=_run_check)
     return parser
+
+
+def _target_options() -> _Parser:
+    """Return the options ``send`` and ``check`` share: whom to page and which SMN to use."""
+    where = _Parser(add_help=False)
+    where.add_argument(
+        "--to", action="append", metavar="NUMBER", help=f"on-call number, repeatable ({ENV_ENDPOINTS})"
+    )
+    where.add_argument("--topic", metavar="URN", help=f"publish to this topic instead ({ENV_TOPIC_URN})")
+    where.add_argument("--sign-id", metavar="ID", help=f"approved SMS signature id ({ENV_SIGN_ID})")
+    where.add_argument("--endpoint-url", metavar="URL", help="SMN base URL (SMN_ALERT_ENDPOINT_URL)")
+    where.add_argument("--region", help="region such as cn-north-4 (HUAWEICLOUD_SDK_REGION)")
+    where.add_argument("--project-id", metavar="ID", help="project id (HUAWEICLOUD_SDK_PROJECT_ID)")
+    return where
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -144,12 +132,12 @@ def _explain(exc: Exception) -> str:
 # --- send and check -----------------------------------------------------------------------------------
 # (setting, command-line flag, environment variable); secrets have no flag, so they never show in `ps`.
 _ROWS = (
-    ("endpoint_url", "--endpoint-url", "SMN_ALERT_ENDPOINT_URL"),
-    ("region", "--region", "HUAWEICLOUD_SDK_REGION"),
-    ("project_id", "--project-id", "HUAWEICLOUD_SDK_PROJECT_ID"),
-    ("ak", None, "HUAWEICLOUD_SDK_AK"),
-    ("sk", None, "HUAWEICLOUD_SDK_SK"),
-    ("security_token", None, "HUAWEICLOUD_SDK_SECURITY_TOKEN"),
+    ("endpoint_url", "--endpoint-url", ENV_ENDPOINT_URL),
+    ("region", "--region", ENV_REGION),
+    ("project_id", "--project-id", ENV_PROJECT_ID),
+    ("ak", None, ENV_AK),
+    ("sk", None, ENV_SK),
+    ("security_token", None, ENV_SECURITY_TOKEN),
     ("endpoints", "--to", ENV_ENDPOINTS),
     ("topic_urn", "--topic", ENV_TOPIC_URN),
     ("sign_id", "--sign-id", ENV_SIGN_ID),
@@ -263,225 +251,7 @@ def _run_check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 # --- demo ---------------------------------------------------------------------------------------------
-class _Replay:
-    """Replayed time: the pipeline decides by it, so minutes of an incident play in a fraction of a second."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-        # The pager stamps "held back since HH:MM" with the real clock (SMNHandler takes no wall clock),
-        # so the replay is placed so that the second the budget runs out is now: that footer tells the truth.
-        self._start = time.time() - _HOLD_AT
-
-    def monotonic(self) -> float:
-        """Return the time the handler's pipeline decides windows and budget by."""
-        return 100_000.0 + self.t
-
-    def wall(self) -> float:
-        """Return the replay's wall-clock time, for log records and the fake server."""
-        return self._start + self.t
-
-    def advance(self, seconds: float) -> None:
-        """Let ``seconds`` of the incident pass."""
-        self.t += seconds
-
-    def stamp(self, factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
-        """Wrap a log record factory so that records carry the replay's time."""
-
-        def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
-            record = factory(*args, **kwargs)
-            record.created = self.wall()
-            return record
-
-        return make
-
-
-def _burst(replay: _Replay, threads: int = 4, rounds: int = 9) -> None:
-    """Log thousands of errors of three kinds from several threads, 5 replayed seconds per round."""
-    barrier = threading.Barrier(threads, action=lambda: replay.advance(5))
-
-    def work() -> None:
-        db, http, jobs = (logging.getLogger(f"shop.{name}") for name in ("db", "http", "jobs"))
-        for _ in range(rounds):
-            for _ in range(60):
-                try:
-                    raise TimeoutError("read timed out after 5.0 s")
-                except TimeoutError:
-                    db.error("query on %s timed out", "orders", exc_info=True)
-            for _ in range(25):
-                http.error("upstream %s answered %d", "inventory", 503)
-            for n in range(4):
-                jobs.error("job %s failed: retry limit reached", f"email-{n}")
-            barrier.wait()
-
-    pool = [threading.Thread(target=work, name=f"web-{index}") for index in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-
-
-def _crash() -> None:
-    """Log a CRITICAL with a real traceback."""
-
-    def load_customer(order: dict[str, str]) -> str:
-        return order["customer"]
-
-    try:
-        load_customer({"id": "A-1042"})
-    except KeyError:
-        logging.getLogger("shop.worker").critical("order worker crashed", exc_info=True)
-
-
-def _play(replay: _Replay, handler: Any, structlogged: Any, say: Callable[[str, str], None]) -> None:
-    """Play the incident; ``say(what, outcome)`` narrates each step at the replay's time."""
-    say("ERROR shop.payments: charge failed", "first alert of a quiet spell: paged at once")
-    logging.getLogger("shop.payments").error("charge failed for order %s: card said %d", "A-1042", 502)
-    handler.flush(_WAIT)
-    if structlogged is not None:
-        replay.advance(2)
-        say("structlog ERROR refund_failed", "SMNProcessor pages it at once")
-        structlogged()
-    replay.t = 5
-    say(f"4 threads log {_BURST:,} errors of 3 kinds in 45 s", "folded while the 60 s window is open")
-    _burst(replay)
-    replay.t = 60
-    say("the window closes", "one digest SMS with the counts")
-    handler.flush(_WAIT)
-    replay.t = 75
-    say("CRITICAL shop.worker: order worker crashed (traceback)", "worse than ERROR: paged at once")
-    _crash()
-    handler.flush(_WAIT)
-    replay.t = _HOLD_AT
-    say("a 2,000-char error with a password, 180 more errors", "3 SMS in 10 min: budget spent, held back")
-    dump = "login failed for user ana: POST /login body=user=ana&password=hunter2&remember=1 headers="
-    logging.getLogger("shop.api").error(dump + "X-Trace: 0af7651916cd43dd; " * 70)
-    for _ in range(6):
-        for _ in range(30):
-            logging.getLogger("shop.http").error("upstream %s answered %d", "inventory", 503)
-        replay.advance(5)
-    handler.flush(0.5)  # returns at once (the budget is spent), once the worker has counted what it holds
-    replay.t = 215
-    say("the budget refills", "one SMS with the counts, saying what was held back")
-    handler.flush(_WAIT)
-
-
-def _demo_handler(server: Any, replay: _Replay) -> Any:
-    """Configure the root logger with an ``SMNHandler`` through ``dictConfig``; return the handler."""
-    from smn_alert.handler import SMNHandler
-
-    pager: dict[str, Any] = {
-        "class": "smn_alert.SMNHandler",
-        "level": "ERROR",
-        "endpoints": list(DEMO_NUMBERS),
-    }
-    pager.update(sign_id=_SIGN_ID, clock=replay.monotonic, **DEMO_SETTINGS, **server.settings())
-    root = {"level": "INFO", "handlers": ["pager"]}
-    logging.config.dictConfig(
-        {"version": 1, "disable_existing_loggers": False, "handlers": {"pager": pager}, "root": root}
-    )
-    return next(h for h in logging.getLogger().handlers if isinstance(h, SMNHandler))
-
-
-def _demo_processor(server: Any, replay: _Replay) -> tuple[Any, Optional[Callable[[], None]]]:
-    """Return an ``SMNProcessor`` and a function logging one error through it (``None`` without structlog)."""
-    try:
-        import structlog
-    except ImportError:
-        return None, None
-    from smn_alert.processor import SMNProcessor
-
-    settings = {**DEMO_SETTINGS, **server.settings()}
-    processor = SMNProcessor(list(DEMO_NUMBERS), sign_id=_SIGN_ID, clock=replay.monotonic, **settings)
-    chain: list[Any] = [
-        structlog.processors.add_log_level,
-        processor,
-        structlog.processors.KeyValueRenderer(),
-    ]
-    log = structlog.wrap_logger(structlog.ReturnLogger(), processors=chain).bind(logger="shop.refunds")
-
-    def log_one() -> None:
-        log.error("refund_failed", order_id="A-0977", amount="19.99 EUR")
-        processor.flush(_WAIT)
-
-    return processor, log_one
-
-
-def _show_phones(messages: Sequence[Any], out: TextIO, style: _Style) -> None:
-    """Print what each number received, as a phone shows it: time, text, billed segments."""
-    out.write(style("\nWhat each on-call phone received", "1") + "\n")
-    first: list[Any] = []
-    for number in DEMO_NUMBERS:
-        got = [message for message in messages if number in message.delivered]
-        segments = sum(count_segments(message.message) for message in got)
-        out.write(f"\n{style(mask_number(number), '36')}: {len(got)} SMS, {segments} billed segments\n")
-        if first and got == first:
-            out.write(f"  (the same {len(got)} SMS as {mask_number(DEMO_NUMBERS[0])})\n")
-            continue
-        first = first or got
-        for message in got:
-            text, when = message.message, time.strftime("%H:%M:%S", time.localtime(message.received_at))
-            about = f"{count_segments(text)} segment(s), {sms_encoding(text)}, {len(text)} characters"
-            out.write(f"  {style(when, '1')}  {style(about, '2')}\n")
-            out.write("".join(f"  | {line}\n" for line in text.splitlines()) + "\n")
-    out.write("\nSegments: GSM-7 holds 160 characters, then 153 per segment; one other character makes it\n")
-    out.write("UCS-2 (70, then 67). SMN adds your signature; mainland China numbers always bill as UCS-2.\n")
-
-
-def _show_stats(stats: dict[str, object], out: TextIO, style: _Style) -> None:
-    """Print the handler's counters, one line each on what they mean, and how they add up."""
-    out.write(style("\nThe handler's counters: SMNHandler.stats()", "1") + "\n")
-    for name, value in stats.items():
-        shown = f"{value:,}" if isinstance(value, int) else str(value)
-        out.write(f"  {name:<11} {shown:>7}  {style(_COUNTERS.get(name, ''), '2')}\n")
-    parts = ("sent", "folded", "suppressed", "dropped", "failed", "pending")
-    total = " + ".join(f"{stats[name]:,}" for name in parts)
-    out.write(f"  received = {' + '.join(parts)}:\n  {stats['received']:,} = {total}\n")
-
-
 def _run_demo(args: argparse.Namespace, out: TextIO) -> int:
-    from smn_alert.testing import FakeSMNServer
-
-    style, replay, started = _Style(out), _Replay(), time.perf_counter()
-    proxies = (os.environ.get("no_proxy"), os.environ.get("NO_PROXY"), "127.0.0.1")
-    os.environ["no_proxy"] = ",".join(
-        filter(None, proxies)
-    )  # a proxy must not stand between us and 127.0.0.1
-    factory = logging.getLogRecordFactory()
-    with FakeSMNServer(wall_clock=replay.wall) as server:
-        handler = processor = None
-        try:
-            logging.setLogRecordFactory(replay.stamp(factory))
-            handler = _demo_handler(server, replay)
-            processor, structlogged = _demo_processor(server, replay)
-            out.write(
-                style("smn-alert demo: an incident replayed against FakeSMNServer on 127.0.0.1", "1") + "\n"
-            )
-            out.write(
-                "settings: window 60 s, budget 3 SMS per 10 min (defaults 300 s, 5), 2 on-call numbers\n\n"
-            )
-
-            def say(what: str, outcome: str) -> None:
-                when = time.strftime("%H:%M:%S", time.localtime(replay.wall()))
-                out.write(f"  {when}  {what:<56} {style('-> ' + outcome, '33')}\n")
-
-            _play(replay, handler, structlogged, say)
-            stats = handler.stats()
-        finally:
-            logging.setLogRecordFactory(factory)
-            for closeable in (handler, processor):
-                if closeable is not None:
-                    closeable.close()
-            logging.getLogger().handlers = [h for h in logging.getLogger().handlers if h is not handler]
-        messages = server.messages
-    out.write(f"\nplayed in {time.perf_counter() - started:.1f} s\n")
-    _show_phones(messages, out, style)
-    _show_stats(stats, out, style)
-    if processor is not None:
-        counters = processor.stats()
-        out.write(
-            f"  SMNProcessor.stats(): received {counters['received']}, sent {counters['sent']} (own budget)\n"
-        )
-    out.write("\nNext: put SMNHandler in your logging config (README.md), then `smn-alert check`.\n")
-    if not messages:
+    if not run_demo(out, _Style(out)):
         raise _Failure("the demo received no page: this is a bug, please report it")
     return EXIT_OK
