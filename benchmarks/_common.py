@@ -229,16 +229,3 @@ def attached(name: str, handler: logging.Handler, level: int = logging.ERROR) ->
 def smn_settings(server: Any, **overrides: Any) -> dict[str, Any]:
     """Keyword arguments for an ``SMNHandler`` paging ``ENDPOINTS`` through ``server``."""
     return {"endpoints": ENDPOINTS, "sign_id": SIGN_ID, **server.settings(), **overrides}
-
-
-class FakeClock:
-    """A monotonic clock the benchmark moves by hand (to skip a quiet spell without waiting for it)."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds

@@ -18,7 +18,6 @@ from typing import Any
 
 from _common import (
     HERE,
-    FakeClock,
     Row,
     attached,
     median,
@@ -28,6 +27,8 @@ from _common import (
     smn_settings,
     verdict,
 )
+
+from smn_alert.testing import FakeClock
 
 TITLE = "4. first page after a quiet spell"
 TARGET = 0.100

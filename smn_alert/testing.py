@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_AK",
     "DEFAULT_PROJECT_ID",
     "DEFAULT_SK",
+    "FakeClock",
     "FakeSMNServer",
     "ReceivedMessage",
     "ReceivedRequest",
@@ -112,6 +113,27 @@ class _Slot:
         answered = "no answer" if self.record.status is None else str(self.record.status)
         code = f" {self.code}" if self.code else ""
         return f"{self.record.method} {urlsplit(self.record.path).path} -> {answered}{code}"
+
+
+class FakeClock:
+    """A monotonic clock that moves only when a test says so.
+
+    Give it to ``SMNHandler(clock=...)`` (or ``SMNProcessor``): the pipeline decides the folding window,
+    the budget, retry backoff and the circuit by it. After :meth:`advance`, ``handler.flush()`` wakes the
+    worker to look again, so a test covers minutes of paging without sleeping.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        """Return the current (fake) time."""
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock ``seconds`` forward; return the new time."""
+        self.now += seconds
+        return self.now
 
 
 class FakeSMNServer:

@@ -24,7 +24,7 @@ import pytest
 
 from smn_alert import SMNHandler
 from smn_alert.ratelimit import DEFAULT_BACKOFF_CAP, DEFAULT_PER_NUMBER_BACKOFF
-from smn_alert.testing import DEFAULT_SK, FakeSMNServer
+from smn_alert.testing import DEFAULT_SK, FakeClock, FakeSMNServer
 
 from .conftest import NUMBERS
 
@@ -45,19 +45,6 @@ HTML_502 = (
     b"<html><head><title>502 Bad Gateway</title><script>var x = 1;</script></head>"
     b"<body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
 )
-
-
-class FakeClock:
-    """A monotonic clock that moves only when the test says so."""
-
-    def __init__(self, start: float = 10_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import pytest
 
 from smn_alert import SMNHandler
-from smn_alert.testing import FakeSMNServer
+from smn_alert.testing import FakeClock, FakeSMNServer
 
 from .conftest import RecordingSender
 
@@ -35,19 +35,6 @@ ENV_NAMES = (
     "HUAWEICLOUD_SDK_REGION", "HUAWEICLOUD_SDK_SECURITY_TOKEN",
 )  # fmt: skip
 COUNTERS = ("sent", "folded", "suppressed", "dropped", "failed", "pending")
-
-
-class FakeClock:
-    """The monotonic clock the pipeline decides by; moves only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 10_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 Pager = Callable[..., tuple[SMNHandler, logging.Logger]]

@@ -13,27 +13,16 @@ from smn_alert.errors import SMNAuthError, SMNRequestError, SMNServerError, SMNT
 from smn_alert.pager import Page, Pager
 from smn_alert.ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert.senders import Delivery, Refusal
+from smn_alert.testing import FakeClock
 
 NUMBER = "+8613800000000"
-
-
-class Clock:
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
 
 
 def alert(message: str = "db timeout", *, level: int = logging.ERROR, logger: str = "app.db") -> Alert:
     return Alert(level, logging.getLevelName(level), logger, message, message, created=1_700_000_000.0)
 
 
-def make_pager(clock: Clock, *, budget: int = 5, window: float = 300.0, max_groups: int = 200) -> Pager:
+def make_pager(clock: FakeClock, *, budget: int = 5, window: float = 300.0, max_groups: int = 200) -> Pager:
     return Pager(
         PageContext(prefix="shop"),
         TokenBucket(budget, 600.0, clock=clock),
@@ -58,7 +47,7 @@ def ledger(pager: Pager) -> int:
 class TestFirstPageAndFolding:
     def test_first_alert_after_quiet_spell_is_due_at_once(self) -> None:
         """An alert after a quiet spell becomes a page immediately, naming level, logger and message."""
-        clock = Clock()
+        clock = FakeClock()
         pager = make_pager(clock)
         pager.add(alert("payment failed"), clock())
         page = pager.take_due(clock())
@@ -68,7 +57,7 @@ class TestFirstPageAndFolding:
 
     def test_alerts_within_the_window_wait_for_one_digest(self) -> None:
         """After a page, alerts are folded until the window ends, then sent as one digest with counts."""
-        clock = Clock()
+        clock = FakeClock()
         pager = make_pager(clock, window=300.0)
         pager.add(alert(), clock())
         deliver(pager, pager.take_due(clock()), clock())  # type: ignore[arg-type]
@@ -87,7 +76,7 @@ class TestFirstPageAndFolding:
 
     def test_spell_is_quiet_again_after_an_empty_window(self) -> None:
         """A window without alerts ends the spell: the next alert pages at once again."""
-        clock = Clock()
+        clock = FakeClock()
         pager = make_pager(clock)
         pager.add(alert(), clock())
         deliver(pager, pager.take_due(clock()), clock())  # type: ignore[arg-type]
@@ -98,7 +87,7 @@ class TestFirstPageAndFolding:
 
     def test_something_worse_than_what_was_paged_does_not_wait(self) -> None:
         """A CRITICAL during a window opened by an ERROR page goes out at once."""
-        clock = Clock()
+        clock = FakeClock()
         pager = make_pager(clock)
         pager.add(alert(), clock())
         deliver(pager, pager.take_due(clock()), clock())  # type: ignore[arg-type]
@@ -110,7 +99,7 @@ class TestFirstPageAndFolding:
 
     def test_force_skips_the_window(self) -> None:
         """A flush sends folded alerts before the window ends."""
-        clock = Clock()
+        clock = FakeClock()
         pager = make_pager(clock)
         pager.add(alert(), clock())
         deliver(pager, pager.take_due(clock()), clock())  # type: ignore[arg-type]
@@ -120,7 +109,7 @@ class TestFirstPageAndFolding:
 
     def test_distinct_kinds_are_bounded(self) -> None:
         """Past max_groups distinct kinds, the rest are counted together and still add up."""
-        clock = Clock()
+        clock = FakeClock()
         pager = make_pager(clock, max_groups=10)
         for index in range(50):
             pager.add(alert(f"kind {index}", logger=f"app.{index}"), clock())
@@ -133,7 +122,7 @@ class TestFirstPageAndFolding:
 class TestBudget:
     def test_over_budget_alerts_are_held_and_the_next_sms_says_so(self) -> None:
         """With the budget spent, pages wait; the next SMS says how many were held back and since when."""
-        clock = Clock()
+        clock = FakeClock()
         pager = make_pager(clock, budget=1, window=60.0)
         pager.add(alert(), clock())
         deliver(pager, pager.take_due(clock()), clock())  # type: ignore[arg-type]
@@ -149,7 +138,7 @@ class TestBudget:
 
     def test_shutdown_may_override_a_spent_budget_once(self) -> None:
         """The last page at shutdown goes out even when the budget is spent."""
-        clock = Clock()
+        clock = FakeClock()
         pager = make_pager(clock, budget=1)
         pager.add(alert(), clock())
         deliver(pager, pager.take_due(clock()), clock())  # type: ignore[arg-type]
@@ -162,7 +151,7 @@ class TestBudget:
 class TestFailures:
     def test_server_errors_are_retried_with_backoff_and_merged(self) -> None:
         """A 503 puts the page back; the retry waits for its backoff and includes what came meanwhile."""
-        clock = Clock()
+        clock = FakeClock()
         pager = make_pager(clock)
         pager.add(alert(), clock())
         page = pager.take_due(clock())
@@ -180,7 +169,7 @@ class TestFailures:
 
     def test_retry_after_is_honoured(self) -> None:
         """A 429 with Retry-After: 30 is not retried before 30 seconds."""
-        clock = Clock()
+        clock = FakeClock()
         pager = make_pager(clock)
         pager.add(alert(), clock())
         page = pager.take_due(clock())
@@ -191,7 +180,7 @@ class TestFailures:
 
     def test_retries_give_up_when_the_alert_is_too_old(self) -> None:
         """A server that keeps failing: after max_age the alerts count as failed, not retried forever."""
-        clock = Clock()
+        clock = FakeClock()
         pager = make_pager(clock)
         pager.add(alert(), clock())
         attempts = 0
@@ -214,7 +203,7 @@ class TestFailures:
     )  # fmt: skip
     def test_errors_a_retry_cannot_fix_open_the_circuit(self, error: Exception) -> None:
         """Auth and content errors are not retried; the circuit stays open for its cooldown."""
-        clock = Clock()
+        clock = FakeClock()
         pager = make_pager(clock)
         pager.add(alert(), clock())
         page = pager.take_due(clock())
@@ -232,7 +221,7 @@ class TestFailures:
 
     def test_alerts_behind_an_open_circuit_expire(self) -> None:
         """Alerts waiting behind an open circuit longer than max_age are counted as failed."""
-        clock = Clock()
+        clock = FakeClock()
         pager = make_pager(clock)
         pager.breaker.open("test")
         pager.breaker._cooldown = 5000.0  # a long outage
@@ -245,7 +234,7 @@ class TestFailures:
 
     def test_refused_numbers_are_reported_not_resent(self) -> None:
         """Numbers refused inside a batch are reported; the page still counts as delivered."""
-        clock = Clock()
+        clock = FakeClock()
         pager = make_pager(clock)
         pager.add(alert(), clock())
         page = pager.take_due(clock())
@@ -258,7 +247,7 @@ class TestFailures:
 
     def test_every_number_refused_is_a_failure(self) -> None:
         """When SMN refused every number, the alerts count as failed and the circuit opens."""
-        clock = Clock()
+        clock = FakeClock()
         pager = make_pager(clock)
         pager.add(alert(), clock())
         page = pager.take_due(clock())
@@ -270,7 +259,7 @@ class TestFailures:
 class TestDropped:
     def test_dropped_alerts_are_said_in_the_next_page(self) -> None:
         """Alerts the buffer had no room for are counted and reported in the next SMS."""
-        clock = Clock()
+        clock = FakeClock()
         pager = make_pager(clock)
         pager.add(alert(), clock())
         pager.add_dropped(alert(), 977, clock())
@@ -288,7 +277,7 @@ class TestLedger:
     def test_counters_always_add_up(self) -> None:
         """Under a random mix of alerts, failures, refusals and time, each alert is in exactly one counter."""
         rng = random.Random(42)
-        clock = Clock()
+        clock = FakeClock()
         pager = make_pager(clock, budget=3, window=30.0)
         outcomes = [
             Delivery(delivered=(NUMBER,)),

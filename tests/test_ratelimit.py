@@ -17,19 +17,7 @@ from smn_alert.errors import (
     SMNThrottledError,
 )
 from smn_alert.ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from smn_alert.testing import FakeClock
 
 
 @dataclass

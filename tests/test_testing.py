@@ -12,23 +12,13 @@ import pytest
 import requests
 
 from smn_alert import signer
-from smn_alert.testing import FakeSMNServer
+from smn_alert.testing import FakeClock, FakeSMNServer
 
 pytest_plugins = ["pytester"]
 
 SIGN_ID = "6be340e91e5241e4b5d85837e6709104"
 ALICE, BOB = "+8613800000000", "+8613900000000"
 NOON = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def sign(
@@ -235,7 +225,7 @@ class TestAuthentication:
 
     def test_five_bad_signatures_lock_the_ak_for_300_seconds(self, http):
         """After 5 bad signatures even a good one is refused as locked, until 300 s have passed."""
-        clock = Clock()
+        clock = FakeClock()
         with FakeSMNServer(clock=clock) as fake:
             for _ in range(5):
                 response = post(http, fake, sms_path(fake), sms_body(), sk="wrong")
@@ -250,7 +240,7 @@ class TestAuthentication:
 
     def test_a_good_signature_resets_the_count(self, http):
         """Only consecutive failures count: 4 bad, 1 good, 4 bad leaves the AK usable."""
-        with FakeSMNServer(clock=Clock()) as fake:
+        with FakeSMNServer(clock=FakeClock()) as fake:
             for bad in (4, 4):
                 for _ in range(bad):
                     post(http, fake, sms_path(fake), sms_body(), sk="wrong")
