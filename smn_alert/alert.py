@@ -53,6 +53,15 @@ def _safe_str(value: object) -> str:
     return text if len(text) <= MAX_SNAPSHOT_CHARS else text[:MAX_SNAPSHOT_CHARS]
 
 
+def _kv_value(value: object) -> str:
+    """Render a value for ``key=value``: quoted when it holds spaces or quotes, as structlog does.
+
+    Quoting keeps a value whole, so redaction hides all of ``password='x y z'``, not just ``x``.
+    """
+    text = _safe_str(value)
+    return repr(text) if any(char.isspace() or char in "'\"=" for char in text) else text
+
+
 def _type_name(exc_type: type) -> str:
     module = getattr(exc_type, "__module__", "builtins")
     name = getattr(exc_type, "__qualname__", None) or exc_type.__name__
@@ -225,7 +234,7 @@ class Alert:
         """Snapshot a structlog event dict: the event is the template, key=value pairs follow it."""
         event = _safe_str(event_dict.get("event", ""))
         extras = " ".join(
-            f"{key}={_safe_str(value)}"
+            f"{key}={_kv_value(value)}"
             for key, value in event_dict.items()
             if key not in _EVENT_SKIP and not str(key).startswith("_")
         )

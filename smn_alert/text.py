@@ -41,21 +41,23 @@ RedactPattern = Union[str, "re.Pattern[str]"]
 # or have no group at all (the whole match is the secret). Order matters: a header eats its whole line
 # before the narrower shapes look at it.
 _KEY_WORDS = (
-    r"passw(?:or)?d|pwd|secret|token|credentials?|apikey"
+    r"passw(?:or)?d|passphrase|pwd|secret|token|credentials?|apikey"
     r"|(?:api|access|secret|private|signing|encryption)[_-]?key"
 )
 _QUOTED_OR_BARE = (
     r"[\"']?[ \t]*[:=][ \t]*(?P<q>[\"'])?"
-    r"(?P<secret>(?(q)(?:\\.|(?!(?P=q))[^\\\n])+|[^\s,;&\"')\]}>]+))"
+    # A bare value ends at white space, a quote or a query's "&", not at "," or ";" inside it
+    # ("password=p@ss;w0rd" must not leak ";w0rd"); a trailing "," or ";" is punctuation, not secret.
+    r"(?P<secret>(?(q)(?:\\.|(?!(?P=q))[^\\\n])+|[^\s\"'&]*[^\s\"'&,;]))"
 )
 _BUILTIN_SOURCES = (
-    # Authorization: <anything to end of line>; also Proxy-Authorization, cookies, "Authorization": "...".
-    r"(?i)(?<![\w-])(?:proxy-)?(?:authorization|set-cookie|cookie)[\"']?[ \t]*[:=][ \t]*"
+    # Authorization: <anything to end of line>; Proxy-/X-Authorization, cookies, "Authorization": "..."
+    r"(?i)(?<![\w-])(?:[\w-]*-)?(?:authorization|set-cookie|cookie)[\"']?[ \t]*[:=][ \t]*"
     r"(?P<q>[\"'])?(?P<secret>(?(q)[^\"'\n]+|[^\n]+))",
     # scheme://user:password@host: keep user and host.
     r"(?i)\b[a-z][a-z0-9+.-]*://[^\s:/@]*:(?P<secret>[^\s/?#]+)@",
-    # password=..., "api_key": "...", dbPassword: ..., ?token=...&, sk=... (camelCase and prefixes too).
-    r"(?i)(?<![\w.-])(?:[\w.-]*?(?:" + _KEY_WORDS + r")|(?:[\w.-]*[_.-])?pass|sk)" + _QUOTED_OR_BARE,
+    # password=..., "api_key": "...", dbPassword: ..., ?token=..., sk=..., HUAWEICLOUD_SDK_SK=...
+    r"(?i)(?<![\w.-])(?:[\w.-]*?(?:" + _KEY_WORDS + r")|(?:[\w.-]*[_.-])?(?:pass|sk))" + _QUOTED_OR_BARE,
     # Bearer / Basic / Token credentials; a token of only lowercase letters is a word ("basic setup").
     r"\b(?i:bearer|basic|token)[ \t]+"
     r"(?P<secret>(?=[A-Za-z0-9._~+/-][a-z._~-]*[A-Z0-9+/=])[A-Za-z0-9._~+/-]{8,}=*)",
