@@ -17,9 +17,11 @@ from types import TracebackType
 from typing import Any, Optional, Union
 
 __all__ = [
+    "IGNORED_LOGGERS",
     "MAX_SNAPSHOT_CHARS",
     "Alert",
     "Fingerprint",
+    "is_own_logger",
     "mark_paged",
     "was_paged",
 ]
@@ -27,6 +29,9 @@ __all__ = [
 #: Longest message or exception text kept in a snapshot; an SMS shows at most 490 characters anyway,
 #: and the margin leaves room for redaction to see a whole secret before the text is cut.
 MAX_SNAPSHOT_CHARS = 2048
+
+#: Loggers (and their children) whose events never become alerts: they would page about paging.
+IGNORED_LOGGERS = ("smn_alert", "urllib3", "requests")
 
 #: What makes two alerts "the same problem": logger, level, template, exception type and innermost frame.
 Fingerprint = tuple[str, int, str, str, str]
@@ -247,6 +252,11 @@ class Alert:
             levelno, levelname, logger, event, message[:MAX_SNAPSHOT_CHARS],
             exc_type, exc_value, exc_where, created,
         )  # fmt: skip
+
+
+def is_own_logger(name: str) -> bool:
+    """Tell whether ``name`` is smn_alert's logger or its HTTP stack's (a feedback loop if paged)."""
+    return any(name == root or name.startswith(root + ".") for root in IGNORED_LOGGERS)
 
 
 # --- one page per event: the structlog processor marks what it paged, the handler skips it -------------

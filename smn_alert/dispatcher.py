@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -19,11 +20,11 @@ from collections import deque
 from typing import Any, Callable, Optional, Union
 
 from smn_alert.alert import Alert, Fingerprint
-from smn_alert.errors import SMNError
+from smn_alert.errors import SMNError, SMNServerError
 from smn_alert.pager import Page, Pager
 from smn_alert.senders import Delivery, Sender
 
-__all__ = ["DEFAULT_CAPACITY", "DEFAULT_SHUTDOWN_TIMEOUT", "Dispatcher"]
+__all__ = ["DEFAULT_CAPACITY", "DEFAULT_SHUTDOWN_TIMEOUT", "Dispatcher", "is_worker", "on_worker_thread"]
 
 #: Alerts the hand-over buffer holds before new ones are only counted.
 DEFAULT_CAPACITY = 10_000
@@ -37,6 +38,18 @@ DIAGNOSTIC_INTERVAL = 60.0
 
 _log = logging.getLogger("smn_alert")
 _live: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
+# Idents of every dispatcher's worker thread: what they log never pages, through any handler or processor.
+_worker_threads: set[int] = set()
+
+
+def on_worker_thread() -> bool:
+    """Tell whether the calling thread is one of smn_alert's workers (its logging must not page)."""
+    return threading.get_ident() in _worker_threads
+
+
+def is_worker(ident: Optional[int]) -> bool:
+    """Tell whether thread ``ident`` (a record's ``thread``; None when not recorded) is a worker."""
+    return ident in _worker_threads
 
 
 class Dispatcher:
@@ -75,10 +88,13 @@ class Dispatcher:
         """Fresh buffer, locks and pager: at construction and in a forked child."""
         self._buffer: deque[Alert] = deque()
         self._wake = threading.Event()
-        self._lock = threading.Lock()
+        # Re-entrant, as the stdlib handlers' locks: a signal handler that logs while this thread holds
+        # one (a flush, the overflow path) must not deadlock the process.
+        self._lock = threading.RLock()
         self._settled = threading.Condition(self._lock)
-        self._overflow_lock = threading.Lock()
+        self._overflow_lock = threading.RLock()
         self._overflow = 0  # alerts counted while the buffer was full, by kind below
+        self._after_close = 0  # alerts logged after close(): counted as dropped, never paged
         self._overflow_kinds: dict[Optional[Fingerprint], list[Any]] = {}  # kind -> [first alert, count]
         self._pager = self._make_pager()
         self._worker: Optional[threading.Thread] = None
@@ -87,6 +103,11 @@ class Dispatcher:
         self._closing = False
         self._close_deadline = 0.0
         self._flushers = 0
+        self._bare_flush = (
+            0.0,
+            0.0,
+            True,
+        )  # (ended at, deadline, result) of the last flush() without timeout
         self._last_said: dict[str, float] = {}
 
     # --- application thread -------------------------------------------------------------------------
@@ -104,7 +125,12 @@ class Dispatcher:
 
     def _admit_over_capacity(self, alert: Alert) -> bool:
         """Handle a full (or closed) buffer: admit a CRITICAL into the reserve, else count it."""
-        if not self._closed and alert.levelno >= logging.CRITICAL and len(self._buffer) < self._ceiling:
+        if self._closed:
+            with self._overflow_lock:
+                self._after_close += 1
+            self._say("closed", "alerts logged after the SMN handler was closed are counted, not paged")
+            return False
+        if alert.levelno >= logging.CRITICAL and len(self._buffer) < self._ceiling:
             return True
         with self._overflow_lock:
             self._overflow += 1
@@ -117,10 +143,6 @@ class Dispatcher:
                 kinds[key] = [alert if key is not None else None, 1]
             else:
                 entry[1] += 1
-        if self._closed:
-            self._say(
-                "closed", "an alert was logged after the SMN handler was closed; it is counted, not paged"
-            )
         return False
 
     def _start_worker(self) -> None:
@@ -140,19 +162,28 @@ class Dispatcher:
 
     # --- worker thread ------------------------------------------------------------------------------
     def _run(self) -> None:
-        while True:
-            try:
-                if not self._step():
-                    return
-            except Exception:  # a bug must not stop paging: say it, breathe, carry on (like sentry's worker)
-                _log.exception("smn_alert worker hit an unexpected error; it carries on")
-                self._wake.wait(1.0)
+        _worker_threads.add(threading.get_ident())
+        try:
+            while True:
+                try:
+                    if not self._step():
+                        return
+                except Exception:  # a bug must not stop paging: say it, breathe, carry on (like sentry's)
+                    self._say("bug", "smn_alert's worker hit an unexpected error; it carries on", exc=True)
+                    self._wake.wait(1.0)
+        finally:
+            _worker_threads.discard(threading.get_ident())
 
     def _step(self, *, wait: bool = True) -> bool:
         """One pass: wait for work or a deadline, take what is due, send it. False when closing is done."""
         if wait:
             self._wake.wait(self._sleep_time())
         self._wake.clear()
+        if self._closing:
+            with self._lock:
+                if self._finished():  # never start a send after the close deadline
+                    self._settled.notify_all()
+                    return False
         page = self._take()
         if page is not None:
             self._settle(page, self._send(page))
@@ -197,7 +228,8 @@ class Dispatcher:
         except SMNError as error:
             return error
         except Exception as error:  # the sender's bug or requests' surprise: retry like a server error
-            return SMNError(f"sending failed: {type(error).__name__}: {error}")
+            # The type only: the text of such errors can quote proxy URLs with their passwords.
+            return SMNServerError(f"sending failed: {type(error).__name__}")
 
     def _settle(self, page: Page, outcome: Union[Delivery, SMNError]) -> None:
         with self._lock:
@@ -226,13 +258,19 @@ class Dispatcher:
         self._say(key, message, *args)
 
     def _say(
-        self, key: str, message: str, *args: object, always: bool = False, level: int = logging.WARNING
+        self,
+        key: str,
+        message: str,
+        *args: object,
+        always: bool = False,
+        level: int = logging.WARNING,
+        exc: bool = False,
     ) -> None:
         """Log smn_alert's own trouble, at most once per key per ``DIAGNOSTIC_INTERVAL`` unless ``always``."""
         now = time.monotonic()
         if always or now - self._last_said.get(key, -DIAGNOSTIC_INTERVAL) >= DIAGNOSTIC_INTERVAL:
             self._last_said[key] = now
-            _log.log(level, message, *args)
+            _diagnose(level, message, args, exc)
 
     # --- control ------------------------------------------------------------------------------------
     def flush(self, timeout: Optional[float] = None) -> bool:
@@ -248,13 +286,17 @@ class Dispatcher:
             self._start_worker()
         if self._no_thread:
             self._pump_here(deadline)
-            return self.stats()["pending"] == 0
-        with self._lock:
-            self._flushers += 1
-            try:
-                return self._wait_until_empty(deadline)
-            finally:
-                self._flushers -= 1
+            result = self.stats()["pending"] == 0
+        else:
+            with self._lock:
+                self._flushers += 1
+                try:
+                    result = self._wait_until_empty(deadline)
+                finally:
+                    self._flushers -= 1
+        if timeout is None:
+            self._bare_flush = (time.monotonic(), deadline, result)
+        return result
 
     def _wait_until_empty(self, deadline: float) -> bool:
         while True:
@@ -273,8 +315,19 @@ class Dispatcher:
         """Send what is pending within ``timeout`` (default ``shutdown_timeout``), then stop; idempotent."""
         if self._closed:
             return
-        self.begin_close(timeout)
+        self.begin_close(self._close_time() if timeout is None else timeout)
         self.finish_close()
+
+    def _close_time(self) -> float:
+        """Seconds for a bare ``close()``: what is left of a bare ``flush()`` that just gave up, if any.
+
+        ``logging.shutdown()`` (and ``dictConfig`` replacing handlers) calls ``flush()`` then ``close()``;
+        together they keep to one ``shutdown_timeout``, not two.
+        """
+        ended, deadline, result = self._bare_flush
+        if not result and time.monotonic() - ended < 1.0:
+            return max(0.5, deadline - time.monotonic())
+        return self.shutdown_timeout
 
     def begin_close(self, timeout: Optional[float] = None) -> None:
         """Tell the worker to send everything now and stop (half of ``close``, for closing many at once)."""
@@ -319,11 +372,11 @@ class Dispatcher:
             counters = self._pager.counters
             queued = len(self._buffer) + self._overflow
             result: dict[str, object] = {
-                "received": counters.received + queued,
+                "received": counters.received + queued + self._after_close,
                 "sent": counters.sent,
                 "folded": counters.folded,
                 "suppressed": counters.suppressed,
-                "dropped": counters.dropped,
+                "dropped": counters.dropped + self._after_close,
                 "failed": counters.failed,
                 "pending": self._pager.pending + queued,
                 "pages": counters.pages,
@@ -336,13 +389,52 @@ class Dispatcher:
         return result
 
     def _after_fork_in_child(self) -> None:
-        if not self._closed:
-            self._reset()
+        self._reset()  # even a closed one: its locks may have been held by a thread that is gone
 
 
 def _reset_after_fork() -> None:
+    _worker_threads.clear()
     for dispatcher in list(_live):
         dispatcher._after_fork_in_child()
+
+
+class _Anchor:
+    """Something alive for multiprocessing's after-fork registry to hold on to (it keeps weak refs)."""
+
+    hooked = False
+
+
+_mp_anchor = _Anchor()
+
+
+def _before_fork() -> None:
+    """In the parent, before a fork: if multiprocessing is in use, let its children close us on exit.
+
+    A multiprocessing child ends with ``os._exit()``, past ``atexit``; its own finalizers still run, but
+    it clears them when it starts, so the finalizer is registered by multiprocessing's after-fork hook.
+    """
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None and not _mp_anchor.hooked:
+        mp_util.register_after_fork(_mp_anchor, _finalize_in_multiprocessing_child)
+        _mp_anchor.hooked = True
+
+
+def _finalize_in_multiprocessing_child(_: object) -> None:
+    import multiprocessing.util as mp_util
+
+    mp_util.Finalize(None, _close_all, exitpriority=10)
+
+
+def _diagnose(level: int, message: str, args: tuple[object, ...], exc: bool) -> None:
+    """Log on the ``smn_alert`` logger without logging's module lock (``Logger.log`` may take it).
+
+    ``dictConfig`` holds that lock while it flushes and closes old handlers; a worker waiting for it
+    there would never finish the page the flush is waiting for.
+    """
+    if _log.disabled or _log.manager.disable >= level or _log.getEffectiveLevel() > level:
+        return
+    exc_info = sys.exc_info() if exc else None
+    _log.handle(_log.makeRecord(_log.name, level, __file__, 0, message, args, exc_info))
 
 
 def _close_all() -> None:
@@ -355,5 +447,5 @@ def _close_all() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+    os.register_at_fork(before=_before_fork, after_in_child=_reset_after_fork)
 atexit.register(_close_all)

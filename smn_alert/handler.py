@@ -11,20 +11,16 @@ import logging
 import time
 from typing import Any, Callable, Optional, Union
 
-from smn_alert.alert import Alert, was_paged
+from smn_alert.alert import IGNORED_LOGGERS, Alert, is_own_logger, was_paged
 from smn_alert.config import PagerSettings, mask_number
+from smn_alert.dispatcher import is_worker, on_worker_thread
 from smn_alert.pipeline import build_dispatcher
 from smn_alert.senders import Sender
 
 __all__ = ["IGNORED_LOGGERS", "SMNHandler"]
 
 #: Records from these loggers (and their children) never become alerts: they would page about paging.
-IGNORED_LOGGERS = ("smn_alert", "urllib3", "requests")
 _MAX_NAME_CACHE = 4096
-
-
-def _is_ignored(name: str) -> bool:
-    return any(name == root or name.startswith(root + ".") for root in IGNORED_LOGGERS)
 
 
 class SMNHandler(logging.Handler):
@@ -87,10 +83,11 @@ class SMNHandler(logging.Handler):
         """Refuse records that must not page: smn_alert's own, its HTTP stack's, or already paged ones."""
         ignored = self._ignored.get(record.name)
         if ignored is None:
-            ignored = _is_ignored(record.name)
+            ignored = is_own_logger(record.name)
             if len(self._ignored) < _MAX_NAME_CACHE:
                 self._ignored[record.name] = ignored
-        if ignored or record.thread == self._dispatcher.worker_ident:
+        # Any smn_alert worker's thread, ours or another pager's: two pagers must not page each other.
+        if ignored or on_worker_thread() or is_worker(record.thread):
             return False
         return not was_paged(record)
 

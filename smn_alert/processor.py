@@ -9,13 +9,13 @@ so it can sit anywhere in the chain. Events it paged are remembered for the curr
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import MutableMapping
 from typing import Any, Callable, Optional, Union
 
-from smn_alert.alert import Alert, mark_paged
+from smn_alert.alert import Alert, is_own_logger, mark_paged
 from smn_alert.config import PagerSettings
+from smn_alert.dispatcher import on_worker_thread
 from smn_alert.pipeline import build_dispatcher
 from smn_alert.senders import Sender
 
@@ -91,8 +91,10 @@ class SMNProcessor:
         """Page ``event_dict`` if it is serious enough; always return it unchanged."""
         try:
             levelno = _levelno(event_dict.get("level")) or _levelno(method_name)
-            if levelno is not None and levelno >= self.levelno and self._accepts():
-                name = _logger_name(logger, event_dict)
+            if levelno is None or levelno < self.levelno or on_worker_thread():
+                return event_dict
+            name = _logger_name(logger, event_dict)
+            if not is_own_logger(name):
                 alert = Alert.from_event_dict(
                     event_dict, name, levelno, _NAMES.get(levelno, f"LEVEL{levelno}")
                 )
@@ -102,9 +104,6 @@ class SMNProcessor:
             reason = type(error).__name__  # not the message: it may quote the event's content
             self._dispatcher.say_trouble("processor", "SMNProcessor could not page an event: %s", reason)
         return event_dict
-
-    def _accepts(self) -> bool:
-        return threading.get_ident() != self._dispatcher.worker_ident
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Wait until pending alerts are sent, at most ``timeout`` seconds; True when none are left."""

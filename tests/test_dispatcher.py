@@ -118,13 +118,20 @@ class TestClose:
         assert dispatcher.stats()["pending"] == 1
         sender.release.set()
 
-    def test_alerts_after_close_are_counted_not_lost(self, sender: RecordingSender) -> None:
-        """An alert submitted after close() is counted (and said), never silently ignored."""
+    def test_alerts_after_close_are_counted_not_lost(
+        self, sender: RecordingSender, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """An alert submitted after close() is counted as dropped and said, never paged nor ignored."""
         dispatcher = make_dispatcher(sender)
         dispatcher.close()
-        assert dispatcher.submit(alert()) is False
+        with caplog.at_level(logging.WARNING, logger="smn_alert"):
+            assert dispatcher.submit(alert()) is False
+            assert dispatcher.submit(alert()) is False
         stats = dispatcher.stats()
-        assert stats["received"] == 1 and stats["pending"] == 1 and add_up(stats)
+        assert stats["received"] == 2 and stats["dropped"] == 2 and stats["pending"] == 0 and add_up(stats)
+        said = [r.getMessage() for r in caplog.records if r.name == "smn_alert"]
+        assert said == ["alerts logged after the SMN handler was closed are counted, not paged"]
+        assert sender.texts == []
 
     def test_retries_during_close_stop_at_the_deadline(self, sender: RecordingSender) -> None:
         """A failing SMN at shutdown is retried only until the deadline; the alert counts as not paged."""
@@ -134,8 +141,13 @@ class TestClose:
         started = time.monotonic()
         dispatcher.close()
         assert time.monotonic() - started < 2.0
+        attempts, worker = len(sender.threads), dispatcher._worker
+        assert worker is not None
+        worker.join(5.0)  # the worker ends by itself: no send starts after the close deadline
+        assert not worker.is_alive() and len(sender.threads) <= attempts + 1
         stats = dispatcher.stats()
-        assert stats["retried"] >= 1 and add_up(stats)
+        assert stats["retried"] >= 1 and stats["sent"] == 0 and sender.texts == []
+        assert stats["pending"] + stats["failed"] == 1 and add_up(stats)
 
     def test_without_a_thread_close_pages_on_the_calling_thread(
         self, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
@@ -156,6 +168,18 @@ class TestClose:
         assert sender.threads == [threading.current_thread().name] * 2
         assert "first words" in sender.texts[0] and "last words" in sender.texts[1]
         assert dispatcher.stats()["sent"] == 2
+
+    def test_flush_then_close_keep_to_one_shutdown_timeout(self, sender: RecordingSender) -> None:
+        """logging.shutdown() calls flush() then close(): with SMN hung they take one timeout, not two."""
+        sender.release.clear()
+        dispatcher = make_dispatcher(sender, shutdown_timeout=1.0)
+        dispatcher.submit(alert())
+        assert sender.entered.wait(5)
+        started = time.monotonic()
+        assert dispatcher.flush() is False
+        dispatcher.close()
+        assert time.monotonic() - started < 1.0 + 0.9
+        sender.release.set()
 
     def test_close_does_not_wait_for_a_circuit_that_stays_open(self, sender: RecordingSender) -> None:
         """After an auth failure, close() returns at once: nothing could go out before its deadline."""

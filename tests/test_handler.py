@@ -745,6 +745,43 @@ class TestNoFeedbackLoop:
         finally:
             session.close()
 
+    def test_two_pagers_never_page_each_other(self) -> None:
+        """A sender that logs an error on its worker thread: the other pager on root ignores it too."""
+
+        class LoggingSender(RecordingSender):
+            def send(self, text: str) -> Any:
+                logging.getLogger("app.sender").error("sent a page")
+                return super().send(text)
+
+        first, second = LoggingSender(), LoggingSender()
+        root = logging.getLogger()
+        handlers = [SMNHandler(NUMBERS, sign_id=SIGN, sender=sender) for sender in (first, second)]
+        for handler in handlers:
+            root.addHandler(handler)
+        try:
+            logging.getLogger("app").error("one real problem")
+            assert all(handler.flush(5.0) for handler in handlers)
+            assert [len(first.texts), len(second.texts)] == [1, 1]
+            assert all(handler.stats()["received"] == 1 for handler in handlers)
+        finally:
+            for handler in handlers:
+                root.removeHandler(handler)
+                handler.close()
+
+    def test_pages_when_logging_records_no_threads(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With logging.logThreads off (a documented speed-up), record.thread is None: still paged."""
+        monkeypatch.setattr(logging, "logThreads", False)
+        sender = RecordingSender()
+        handler = SMNHandler(NUMBERS, sign_id=SIGN, sender=sender)
+        logger = logging.getLogger("app.nothreads")
+        logger.addHandler(handler)
+        try:
+            logger.error("still paged")
+            assert handler.flush(5.0) and "still paged" in sender.texts[0]
+        finally:
+            logger.removeHandler(handler)
+            handler.close()
+
     def test_own_warnings_hold_no_secret_and_no_whole_number(
         self, pager: Pager, smn_server: FakeSMNServer, caplog: pytest.LogCaptureFixture
     ) -> None:

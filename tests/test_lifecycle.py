@@ -113,6 +113,14 @@ class TestExit:
         assert texts(smn_server) == ["CRITICAL app.script: dying in an atexit hook"]
         assert "Traceback" not in done.stderr
 
+    def test_a_multiprocessing_child_pages_before_os_exit(self, smn_server: FakeSMNServer) -> None:
+        """A multiprocessing (fork) child skips atexit by ending with os._exit; its alert is still paged."""
+        if not hasattr(os, "fork"):
+            pytest.skip("no os.fork on this platform")
+        done = run(smn_server, "multiprocessing_child.py")
+        assert done.returncode == 0, done.stderr
+        assert texts(smn_server) == ["ERROR app.pool: task failed in a pool child"]
+
     def test_close_twice_is_harmless(self, smn_server: FakeSMNServer) -> None:
         """close() twice, a log after close, and logging.shutdown() at exit: no error, no hang, one page."""
         started = time.monotonic()

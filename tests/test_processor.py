@@ -16,6 +16,8 @@ import structlog
 from smn_alert import SMNHandler, SMNProcessor
 from smn_alert.testing import FakeSMNServer
 
+from .conftest import RecordingSender
+
 SIGN = "6be340e91e5241e4b5d85837e6709104"
 NUMBERS = ["+8613800000001", "+8613800000002"]
 COUNTERS = ("sent", "folded", "suppressed", "dropped", "failed", "pending")
@@ -183,6 +185,20 @@ class TestExceptions:
         [message] = smn_server.wait_for_messages(1)
         assert "charge failed" in message.message
         assert "ValueError" in message.message and "card declined" in message.message, message.message
+
+
+class TestNoFeedbackLoop:
+    def test_events_of_smn_alert_and_its_http_stack_never_page(self) -> None:
+        """structlog events named for smn_alert, urllib3 or requests are not alerts (they loop)."""
+        sender = RecordingSender()
+        processor = SMNProcessor(NUMBERS, sign_id=SIGN, sender=sender)
+        try:
+            for name in ("smn_alert", "urllib3.connectionpool", "requests", "app.orders"):
+                processor(None, "error", {"event": "pool is full", "logger": name})
+            assert processor.flush(5.0)
+            assert processor.stats()["received"] == 1 and "app.orders" in sender.texts[0]
+        finally:
+            processor.close()
 
 
 class TestEventDict:
