@@ -19,7 +19,7 @@ import weakref
 from collections import deque
 from typing import Any, Callable, Optional, Union
 
-from smn_alert.alert import Alert, Fingerprint
+from smn_alert.alert import Alert
 from smn_alert.errors import SMNError, SMNServerError
 from smn_alert.pager import Page, Pager
 from smn_alert.senders import Delivery, Sender
@@ -95,7 +95,8 @@ class Dispatcher:
         self._overflow_lock = threading.RLock()
         self._overflow = 0  # alerts counted while the buffer was full, by kind below
         self._after_close = 0  # alerts logged after close(): counted as dropped, never paged
-        self._overflow_kinds: dict[Optional[Fingerprint], list[Any]] = {}  # kind -> [first alert, count]
+        # kind -> [first alert, count, beyond the kinds' limit]; past the limit, one entry per level
+        self._overflow_kinds: dict[Any, list[Any]] = {}
         self._pager = self._make_pager()
         self._worker: Optional[threading.Thread] = None
         self.worker_ident: Optional[int] = None
@@ -135,12 +136,13 @@ class Dispatcher:
         with self._overflow_lock:
             self._overflow += 1
             kinds = self._overflow_kinds
-            key: Optional[Fingerprint] = alert.fingerprint
-            if key not in kinds and len(kinds) >= MAX_OVERFLOW_KINDS:
-                key = None
+            key: Any = alert.fingerprint
+            other = key not in kinds and len(kinds) >= MAX_OVERFLOW_KINDS
+            if other:
+                key = ("other", alert.levelno)
             entry = kinds.get(key)
             if entry is None:
-                kinds[key] = [alert if key is not None else None, 1]
+                kinds[key] = [alert, 1, other]
             else:
                 entry[1] += 1
         return False
@@ -218,8 +220,8 @@ class Dispatcher:
             with self._overflow_lock:
                 count, self._overflow = self._overflow, 0
                 kinds, self._overflow_kinds = self._overflow_kinds, {}
-            for sample, dropped in kinds.values():
-                pager.add_dropped(sample, dropped, now)
+            for sample, dropped, other in kinds.values():
+                pager.add_dropped(sample, dropped, now, other=other)
             self._say("overflow", "%d alerts dropped: the buffer of %d was full", count, self.capacity)
 
     def _send(self, page: Page) -> Union[Delivery, SMNError]:

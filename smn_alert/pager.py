@@ -12,7 +12,6 @@ was full), ``failed`` (its SMS could not be delivered), or it is still ``pending
 from __future__ import annotations
 
 import dataclasses
-import logging
 import random
 import time
 from collections.abc import Iterable
@@ -32,7 +31,10 @@ DEFAULT_WINDOW = 300.0
 #: Distinct kinds kept per digest; more are counted together as "other kinds" so memory stays bounded.
 DEFAULT_MAX_GROUPS = 200
 
-_OTHER: Fingerprint = ("", 0, "<other kinds>", "", "")
+
+def _other_key(levelno: int) -> Fingerprint:
+    """Key of the group that counts kinds beyond ``max_groups`` at one level (a CRITICAL stays critical)."""
+    return ("", levelno, "<other kinds>", "", "")
 
 
 class Group:
@@ -158,17 +160,18 @@ class Pager:
         self.counters.received += 1
         self._group_for(alert, now).add(alert)
 
-    def add_dropped(self, sample: Optional[Alert], count: int, now: float) -> None:
+    def add_dropped(self, sample: Alert, count: int, now: float, *, other: bool = False) -> None:
         """Count ``count`` alerts of ``sample``'s kind that met a full buffer (text dropped, kind kept).
 
-        ``sample`` is the first of them, or None when even the kinds overflowed; the next page shows
-        them in their kind's count and says how many of them were dropped.
+        ``sample`` is the first of them; with ``other``, even the buffer's list of kinds was full and
+        they count among "other kinds" of their level. The next page shows them in their kind's count
+        and says how many of them were dropped.
         """
         self.counters.received += count
         self.counters.dropped += count
         self._dropped_unreported += count
-        group = self._group_for(sample, now) if sample is not None else self._other_group(None, now)
-        group.add(sample or group.alert, count)
+        group = self._other_group(sample, now) if other else self._group_for(sample, now)
+        group.add(sample, count)
         group.dropped += count
 
     def _group_for(self, alert: Alert, now: float) -> Group:
@@ -181,13 +184,14 @@ class Pager:
             group = self._groups[key] = Group(alert, now)
         return group
 
-    def _other_group(self, like: Optional[Alert], now: float) -> Group:
-        """Return the group that counts kinds beyond ``max_groups`` (and overflow beyond its kinds)."""
-        group = self._groups.get(_OTHER)
+    def _other_group(self, like: Alert, now: float) -> Group:
+        """Return the group counting kinds beyond ``max_groups`` at ``like``'s level (its stand-in's kind)."""
+        key = _other_key(like.levelno)
+        group = self._groups.get(key)
         if group is None:
-            level, name = (like.levelno, like.levelname) if like else (logging.ERROR, "ERROR")
-            stand_in = Alert(level, name, "", "<other kinds>", "alerts of other kinds", created=self._wall())
-            group = self._groups[_OTHER] = Group(stand_in, now)
+            stand_in = Alert(like.levelno, like.levelname, "", "<other kinds>", "alerts of other kinds",
+                             created=like.created)  # fmt: skip
+            group = self._groups[key] = Group(stand_in, now)
         return group
 
     # --- what is waiting ----------------------------------------------------------------------------
@@ -218,7 +222,7 @@ class Pager:
         if not self._has_news():
             return None
         times = [now, self._not_before if self._paid else now]
-        if not self._paid and not final and self.bucket.tokens < 1:
+        if not self._paid and not final and not self._token_ready():
             times.append(now + self.bucket.next_available())
         if self.breaker.is_open:
             times.append(now + self.breaker.reopens_in())
@@ -229,7 +233,7 @@ class Pager:
         if not self._has_news():
             return self._window_end
         due = self._due_at(now)
-        if not self._paid and self.bucket.tokens < 1 and self._held_since is None:
+        if not self._paid and not self._token_ready() and self._held_since is None:
             return due  # the budget blocks: look when due anyway, so take_due notes since when it held back
         wake = max(due, self.blocked_until(now) or now)
         if self.breaker.is_open and self._groups:
@@ -259,7 +263,7 @@ class Pager:
         due = self._not_before if self._paid else (now if force else self._due_at(now))
         if due > now:  # a flush skips the folding window, never a retry's backoff
             return None
-        if not self._paid and self.bucket.tokens < 1 and not override_budget:
+        if not self._paid and not self._token_ready() and not override_budget:
             self._held_since = self._held_since or self._wall()
             return None
         if not self.breaker.allow():
@@ -268,9 +272,12 @@ class Pager:
             self.counters.last_error = "SMS budget spent; the last page at shutdown goes out anyway"
         return self._build(now)
 
+    def _token_ready(self) -> bool:
+        """Tell whether the budget has a token now (by the bucket's own rounding, so the two agree)."""
+        return self.bucket.next_available() == 0
+
     def _build(self, now: float) -> Page:
         groups = list(self._groups.values())
-        self._groups = {}
         held = self._held_since is not None
         alerts = sum(g.waiting for g in groups)
         context = dataclasses.replace(
@@ -280,7 +287,8 @@ class Pager:
             dropped=self._dropped_unreported,
             failed_before=self._failed_unreported,
         )
-        text = compose([g.summary() for g in groups], context)
+        text = _compose_safely(groups, context, alerts)
+        self._groups = {}  # only now: a failure above leaves every alert where it was
         page = Page(text, groups, alerts, held, context.dropped, context.failed_before)
         self._dropped_unreported = self._failed_unreported = 0
         self._in_flight = page.alerts
@@ -348,9 +356,10 @@ class Pager:
     def _requeue(self, page: Page) -> None:
         """Put a failed page's groups back, merged with whatever arrived meanwhile."""
         for group in page.groups:
-            current = self._groups.get(_key(group))
+            key = group.alert.fingerprint  # a stand-in's fingerprint is its "other kinds" key
+            current = self._groups.get(key)
             if current is None:
-                self._groups[_key(group)] = group
+                self._groups[key] = group
             else:
                 current.merge(group)
         self._dropped_unreported += page.dropped
@@ -379,14 +388,16 @@ class Pager:
                 del self._groups[key]
                 self.counters.failed += group.waiting
                 self._failed_unreported += group.waiting
+        if not self._groups:  # what a pending retry was for is gone: the next page starts afresh
+            self._attempt, self._paid, self._not_before = 0, False, 0.0
 
 
-def _key(group: Group) -> Fingerprint:
-    return (
-        _OTHER
-        if group.alert.template == "<other kinds>" and not group.alert.logger
-        else group.alert.fingerprint
-    )
+def _compose_safely(groups: list[Group], context: PageContext, alerts: int) -> str:
+    """Compose the page; if composing fails (a bug), send a plain page rather than lose the alerts."""
+    try:
+        return compose([group.summary() for group in groups], context)
+    except Exception:
+        return f"smn_alert: {alerts} alerts; their text could not be written (see the smn_alert log)"
 
 
 def _describe(error: SMNError) -> str:

@@ -107,6 +107,36 @@ class TestFirstPageAndFolding:
         assert pager.take_due(clock()) is None
         assert pager.take_due(clock(), force=True) is not None
 
+    def test_a_critical_beyond_the_kinds_limit_still_escalates(self) -> None:
+        """Past max_groups kinds, a new CRITICAL is counted with other CRITICALs and pages at once."""
+        clock = FakeClock()
+        pager = make_pager(clock, max_groups=3)
+        pager.add(alert("first"), clock())
+        deliver(pager, pager.take_due(clock()), clock())  # type: ignore[arg-type]
+        for index in range(5):
+            pager.add(alert(f"kind {index}", logger=f"app.{index}"), clock.advance(1))
+        assert pager.take_due(clock()) is None
+        pager.add(alert("disk gone", level=logging.CRITICAL, logger="app.disk"), clock.advance(1))
+        page = pager.take_due(clock())
+        assert page is not None and page.text.startswith("shop CRITICAL")
+        deliver(pager, page, clock())
+        assert ledger(pager) == pager.counters.received == 7
+
+    def test_a_page_that_cannot_be_composed_still_goes_out(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """If writing the text fails (a bug), a plain page goes out and no alert is lost from the ledger."""
+
+        def broken(*_: object) -> str:
+            raise RuntimeError("bug")
+
+        monkeypatch.setattr("smn_alert.pager.compose", broken)
+        clock = FakeClock()
+        pager = make_pager(clock)
+        pager.add(alert(), clock())
+        page = pager.take_due(clock())
+        assert page is not None and page.text.startswith("smn_alert: 1 alerts")
+        deliver(pager, page, clock())
+        assert pager.counters.sent == 1 and ledger(pager) == 1
+
     def test_distinct_kinds_are_bounded(self) -> None:
         """Past max_groups distinct kinds, the rest are counted together and still add up."""
         clock = FakeClock()
@@ -232,6 +262,24 @@ class TestFailures:
         assert pager.take_due(clock.advance(901.0)) is None
         assert pager.counters.failed == 1 and pager.pending == 0
 
+    def test_expiry_forgets_the_retry_it_cuts_short(self) -> None:
+        """A retried page that expires behind an open circuit leaves no paid-for retry behind it."""
+        clock = FakeClock()
+        pager = make_pager(clock, budget=1)
+        pager.add(alert(), clock())
+        page = pager.take_due(clock())
+        assert page is not None
+        pager.settle(page, SMNServerError("down", status=503), clock())
+        pager.breaker.open("credentials revoked meanwhile")
+        pager.breaker._cooldown = 5000.0
+        assert pager.take_due(clock.advance(901.0)) is None
+        assert pager.counters.failed == 1
+        pager.breaker.record_success()
+        pager.add(alert("later"), clock.advance(1))
+        assert pager.bucket.next_available() == 0  # the budget refilled meanwhile ...
+        assert pager.take_due(clock()) is not None
+        assert pager.bucket.next_available() > 0  # ... and the new page paid for itself
+
     def test_refused_numbers_are_reported_not_resent(self) -> None:
         """Numbers refused inside a batch are reported; the page still counts as delivered."""
         clock = FakeClock()
@@ -264,7 +312,7 @@ class TestDropped:
         pager.add(alert(), clock())
         pager.add_dropped(alert(), 977, clock())
         pager.add_dropped(alert("cache storm", logger="app.cache"), 20, clock())
-        pager.add_dropped(None, 3, clock())
+        pager.add_dropped(alert("kinds overflowed", logger="app.x"), 3, clock(), other=True)
         page = pager.take_due(clock())
         assert page is not None
         assert "x978" in page.text and "x20" in page.text and "x3" in page.text
@@ -280,7 +328,7 @@ class TestLedger:
         clock = FakeClock()
         pager = make_pager(clock, budget=3, window=30.0)
         outcomes = [
-            Delivery(delivered=(NUMBER,)),
+            *[Delivery(delivered=(NUMBER,))] * 4,
             SMNServerError("503", status=503),
             SMNAuthError("401", status=401),
             Delivery(delivered=(), refused=(Refusal(NUMBER, "SMN.0160", "x"),)),
@@ -290,8 +338,8 @@ class TestLedger:
             if roll < 0.6:
                 pager.add(alert(f"kind {rng.randrange(5)}", level=rng.choice([40, 50])), clock())
             elif roll < 0.65:
-                sample = None if rng.random() < 0.3 else alert(f"kind {rng.randrange(5)}")
-                pager.add_dropped(sample, rng.randrange(1, 5), clock())
+                sample = alert(f"kind {rng.randrange(5)}")
+                pager.add_dropped(sample, rng.randrange(1, 5), clock(), other=rng.random() < 0.3)
             clock.advance(rng.random() * 5)
             page = pager.take_due(clock(), force=rng.random() < 0.05)
             if page is not None:
