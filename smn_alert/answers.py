@@ -169,7 +169,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
 
 def _error_class(status: int, code: str | None) -> type[SMNError]:
     """Pick the error class from the status, refined by SMN's or the gateway's code."""
-    if status >= 500:
+    if status >= 500 or status == 408:  # 408: the server gave up waiting for us; the same request can pass
         return SMNServerError
     if status == 401 or code in _AUTH_CODES:
         return SMNAuthError

@@ -6,11 +6,11 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Union
-from urllib.parse import quote, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 from smn_alert import fields, signer
 from smn_alert.answers import (
@@ -83,6 +83,8 @@ _AK = re.compile(r"[A-Za-z0-9_\-.]{1,128}")
 # Header values: printable ASCII without spaces, so a pasted newline cannot inject a header
 # (and requests cannot quote the secret back in its own InvalidHeader message).
 _HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+_VERIFY_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _SIGNATURE_HEAD = re.compile(r"【[^【】]+】")
 _TOPIC_FORBIDDEN = "[]【】"
 
@@ -101,10 +103,12 @@ class SMNClient:
         sk: Secret key (``HUAWEICLOUD_SDK_SK``).
         security_token: Token of temporary AK/SK (``HUAWEICLOUD_SDK_SECURITY_TOKEN``).
         auth_token: IAM token sent as ``X-Auth-Token``; used only when no AK/SK is configured.
-        timeout: Seconds, or ``(connect, read)`` seconds; default :data:`DEFAULT_TIMEOUT`.
-        verify: ``requests``' TLS verification: a bool or the path of a CA bundle.
+        timeout: Seconds, or ``(connect, read)`` seconds, as numbers or numeric strings (INI and
+            environment configs give strings); default :data:`DEFAULT_TIMEOUT`.
+        verify: TLS verification: a bool, ``"true"``/``"false"``/``"1"``/``"0"``/``"yes"``/``"no"``
+            (any case), or the path of an existing CA bundle file or directory.
         session: A ``requests.Session`` to use; the client never closes it.
-        environ: Where unset settings are looked up; default ``os.environ``.
+        environ: Where unset settings are looked up (values are stripped); default ``os.environ``.
         now: Clock giving an aware UTC ``datetime`` for ``X-Sdk-Date``.
 
     Raises:
@@ -121,7 +125,7 @@ class SMNClient:
         sk: str | None = None,
         security_token: str | None = None,
         auth_token: str | None = None,
-        timeout: Timeout | None = None,
+        timeout: Timeout | str | Sequence[float | str] | None = None,
         verify: bool | str = True,
         session: requests.Session | None = None,
         environ: Mapping[str, str] | None = None,
@@ -166,9 +170,14 @@ class SMNClient:
         self.close()
 
     def close(self) -> None:
-        """Close the session this client made (a session passed in is left open); idempotent."""
+        """Close the session this client made (a session passed in is left open); idempotent.
+
+        In a forked child the parent's session is only dropped, like in :meth:`_get_session`: closing it takes
+        urllib3's pool locks, which the parent's worker may have held at the fork, and could hang the child.
+        """
         if self._owns_session and self._session is not None:
-            self._session.close()
+            if os.getpid() == self._session_pid:
+                self._session.close()
             self._session = None
 
     def publish_sms(
@@ -263,11 +272,14 @@ class SMNClient:
         return parse_answer(status, headers, content)
 
     def _send(self, url: str, body: bytes) -> requests.Response:
-        """Send one signed request; turn network failures into :class:`SMNConnectionError`."""
+        """Send one signed request; turn every failure to get an answer into :class:`SMNConnectionError`.
+
+        That covers network errors, TLS, a malformed proxy setting (``InvalidURL``) and a missing CA bundle
+        (``OSError``). The message names the exception type only: its text can hold a proxy URL's password.
+        """
         import requests  # (`import smn_alert` must stay free of requests)
 
         session = self._get_session()
-        failures = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
         try:
             return session.post(
                 url,
@@ -277,8 +289,13 @@ class SMNClient:
                 verify=self._verify,
                 allow_redirects=False,
             )
-        except failures as exc:
-            raise SMNConnectionError(f"cannot reach SMN at {self._host}: {_why_unreachable(exc)}") from exc
+        except (requests.RequestException, OSError) as exc:
+            error = SMNConnectionError(
+                f"cannot reach SMN at {self._host}: {_why_unreachable(exc)} ({type(exc).__name__})"
+            )
+            # A traceback prints the cause's text too: for proxy errors that may be user:password@proxy.
+            proxy_trouble = (requests.exceptions.ProxyError, requests.exceptions.InvalidURL)
+            raise error from (None if isinstance(exc, proxy_trouble) else exc)
 
     def _headers(self, url: str, body: bytes) -> dict[str, str]:
         """Return the request headers, signed with AK/SK or carrying the IAM token."""
@@ -344,10 +361,13 @@ def _sms_fields(
 
 
 def _setting(value: str | None, fallback: str | None) -> str | None:
-    """Return the given value, else the environment's; an empty string counts as unset."""
+    """Return the given value, else the environment's, stripped; an empty string counts as unset."""
     if value is not None and value != "":
         return value
-    return fallback if fallback else None
+    # A value pasted into the environment often brings a newline; sent as is, an SK gives 401s that count
+    # toward the gateway's lock-out after five bad signatures.
+    stripped = fallback.strip() if isinstance(fallback, str) else None
+    return stripped if stripped else None
 
 
 def _check_project_id(value: str | None) -> str:
@@ -374,8 +394,16 @@ def _resolve_endpoint(region: str | None, endpoint_url: str | None) -> str:
     except ValueError:
         parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise SMNConfigError(f"endpoint_url={endpoint_url!r:.80}: must be http(s)://host[:port][/path]")
+        raise SMNConfigError(
+            f"endpoint_url={_shown_url(parts)!r:.80}: must be http(s)://host[:port][/path], "
+            "without query or fragment"
+        )
     return endpoint_url.strip().rstrip("/")
+
+
+def _shown_url(parts: SplitResult) -> str:
+    """Return scheme://host/path only: a query or fragment may hold a token (``?access_token=...``)."""
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def _check_credentials(
@@ -388,9 +416,12 @@ def _check_credentials(
         raise SMNConfigError("sk is set but ak is missing (or set HUAWEICLOUD_SDK_AK)")
     if ak is None and auth_token is None:
         raise SMNConfigError("credentials are required: ak and sk (HUAWEICLOUD_SDK_AK/_SK), or auth_token")
+    for name, key in (("ak", ak), ("sk", sk)):
+        if isinstance(key, str) and any(char.isspace() for char in key):
+            raise SMNConfigError(f"{name} must not contain spaces or line breaks (pasted with the key?)")
     if ak is not None and not (isinstance(ak, str) and _AK.fullmatch(ak)):
         raise SMNConfigError("ak must be the access key id (letters and digits)")
-    if sk is not None and not (isinstance(sk, str) and sk.strip()):
+    if sk is not None and not (isinstance(sk, str) and sk):
         raise SMNConfigError("sk must be a non-empty string")
     return ak, sk, _check_header_secret("auth_token", auth_token)
 
@@ -402,40 +433,58 @@ def _check_header_secret(name: str, value: str | None) -> str | None:
 
 
 def _check_timeout(value: object) -> Timeout:
+    """Return ``value`` as requests' timeout: seconds, or a ``(connect, read)`` pair; strings are parsed."""
     if value is None:
         return DEFAULT_TIMEOUT
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_seconds(part) for part in value):
-        return (float(value[0]), float(value[1]))
-    if _is_seconds(value):
-        return float(value)  # type: ignore[arg-type]
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        connect, read = _seconds(value[0]), _seconds(value[1])
+        if connect is not None and read is not None:
+            return (connect, read)
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
     raise SMNConfigError(f"timeout={value!r:.40}: must be seconds > 0 or a (connect, read) pair of them")
 
 
-def _is_seconds(value: object) -> bool:
-    return (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    )
+def _seconds(value: object) -> float | None:
+    """Return a positive finite number of seconds from a number or a decimal string, else ``None``."""
+    if isinstance(value, str) and _SECONDS.fullmatch(value.strip()):
+        value = float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return float(value)
+    return None
 
 
 def _check_verify(value: object) -> bool | str:
-    if isinstance(value, bool) or (isinstance(value, str) and value):
+    """Return ``value`` as requests' ``verify``: a bool (also from words like "false") or an existing path."""
+    if isinstance(value, bool):
         return value
-    raise SMNConfigError(f"verify={value!r:.40}: must be true, false or the path of a CA bundle")
+    if isinstance(value, str):
+        word = _VERIFY_WORDS.get(value.strip().lower())
+        if word is not None:
+            return word
+        if value and os.path.exists(value):
+            return value
+    raise SMNConfigError(
+        f"verify={value!r:.60}: must be true, false or the path of an existing CA bundle file or directory"
+    )
 
 
 def _why_unreachable(exc: Exception) -> str:
     """Say why no answer came, without the exception text (it can hold proxy URLs with passwords)."""
     import requests  # (`import smn_alert` must stay free of requests)
 
-    reasons = (
+    reasons: tuple[tuple[type[BaseException], str], ...] = (
         (requests.exceptions.SSLError, "TLS handshake or certificate check failed"),
         (requests.ConnectTimeout, "connection timed out"),
         (requests.Timeout, "no answer in time"),
         (requests.exceptions.ChunkedEncodingError, "connection broke while reading the answer"),
+        (requests.ConnectionError, "connection failed (refused, reset or DNS)"),
+        (requests.exceptions.InvalidURL, "invalid URL or proxy setting (check *_PROXY)"),
+        (requests.RequestException, "request failed"),
     )
-    return next(
-        (why for kind, why in reasons if isinstance(exc, kind)), "connection failed (refused, reset or DNS)"
-    )
+    fallback = "local error (a CA bundle or certificate file?)"
+    return next((why for kind, why in reasons if isinstance(exc, kind)), fallback)
 
 
 def _utcnow() -> datetime:

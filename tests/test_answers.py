@@ -121,6 +121,7 @@ class TestErrorFromResponse:
             (400, "SMN.0227", SMNRequestError),
             (404, "SMN.0084", SMNRequestError),
             (413, None, SMNRequestError),
+            (408, None, SMNServerError),
             (500, "SMN.0016", SMNServerError),
             (502, None, SMNServerError),
             (503, "SMN.0089", SMNServerError),

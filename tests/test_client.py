@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import socket
 import subprocess
 import sys
+import traceback
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,6 +83,21 @@ def echo_ok(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str
 
 def sent_headers(call: Any) -> dict[str, str]:
     return dict(call.request.headers)
+
+
+def send_recording(rsps: responses.RequestsMock, **overrides: Any) -> dict[str, Any]:
+    """Send one SMS through a client made with ``overrides``; return the keyword arguments requests got."""
+    seen: dict[str, Any] = {}
+
+    class Recording(requests.Session):
+        def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+            seen.update(kwargs)
+            return super().request(*args, **kwargs)
+
+    rsps.add(responses.POST, SMS_URL, json=ok_answer(["13800000000"]))
+    with Recording() as session, make_client(session=session, **overrides) as made:
+        made.publish_sms(["13800000000"], "x", sign_id=SIGN_ID)
+    return seen
 
 
 def assert_no_secret(*texts: str) -> None:
@@ -209,11 +227,20 @@ class TestConfiguration:
             ({"ak": None}, "ak"),
             ({"timeout": 0}, "timeout"),
             ({"timeout": -1.0}, "timeout"),
-            ({"timeout": "5"}, "timeout"),
+            ({"timeout": "abc"}, "timeout"),
+            ({"timeout": "0"}, "timeout"),
+            ({"timeout": "-1"}, "timeout"),
+            ({"timeout": "nan"}, "timeout"),
+            ({"timeout": "inf"}, "timeout"),
+            ({"timeout": "1_0"}, "timeout"),
+            ({"timeout": ["1", "x"]}, "timeout"),
             ({"timeout": True}, "timeout"),
             ({"timeout": (1.0,)}, "timeout"),
             ({"timeout": (1.0, float("nan"))}, "timeout"),
             ({"verify": 1}, "verify"),
+            ({"verify": ""}, "verify"),
+            ({"verify": "maybe"}, "verify"),
+            ({"verify": "/nonexistent/smn-alert/ca.pem"}, "verify"),
             ({"project_id": "a/b"}, "project_id"),
         ],
     )
@@ -234,22 +261,109 @@ class TestConfiguration:
 
     @pytest.mark.parametrize(
         ("timeout", "expected"),
-        [(5, 5.0), ((1, 2), (1.0, 2.0)), ([1, 2], (1.0, 2.0)), (None, DEFAULT_TIMEOUT)],
+        [
+            (5, 5.0),
+            ((1, 2), (1.0, 2.0)),
+            ([1, 2], (1.0, 2.0)),
+            (None, DEFAULT_TIMEOUT),
+            ("5", 5.0),
+            (" 2.5 ", 2.5),
+            (["1", "2.5"], (1.0, 2.5)),
+            (("3", 4), (3.0, 4.0)),
+        ],
     )
-    def test_timeout_forms(self, timeout: Any, expected: Any, rsps: responses.RequestsMock) -> None:
-        """Seconds, a (connect, read) pair (also as a list from JSON/YAML) and the default reach requests."""
-        seen: dict[str, Any] = {}
+    def test_timeout_forms(
+        self, timeout: Any, expected: Any, rsps: responses.RequestsMock, tmp_path: Path
+    ) -> None:
+        """Seconds (also strings, as INI/env give them), a (connect, read) pair or list, or the default."""
+        bundle = tmp_path / "ca.pem"
+        bundle.write_text("")
+        seen = send_recording(rsps, timeout=timeout, verify=str(bundle))
+        assert (seen["timeout"], seen["verify"], seen["allow_redirects"]) == (expected, str(bundle), False)
 
-        class Recording(requests.Session):
-            def request(self, *args: Any, **kwargs: Any) -> requests.Response:
-                seen.update(kwargs)
-                return super().request(*args, **kwargs)
+    @pytest.mark.parametrize(
+        ("verify", "expected"),
+        [
+            (True, True),
+            (False, False),
+            ("true", True),
+            ("FALSE", False),
+            ("1", True),
+            ("0", False),
+            ("Yes", True),
+            (" no ", False),
+        ],
+    )
+    def test_verify_words_become_bools(
+        self, verify: Any, expected: bool, rsps: responses.RequestsMock
+    ) -> None:
+        """verify="false" from an INI/env config turns verification off; it is not taken for a CA path."""
+        assert send_recording(rsps, verify=verify)["verify"] is expected
 
+    def test_verify_directory_is_a_ca_path(self, rsps: responses.RequestsMock, tmp_path: Path) -> None:
+        """A directory of CA certificates is passed to requests as given."""
+        assert send_recording(rsps, verify=str(tmp_path))["verify"] == str(tmp_path)
+
+    def test_environment_values_are_stripped(self, rsps: responses.RequestsMock) -> None:
+        """A value pasted into the environment with a trailing newline or spaces works (no 401 lock-out)."""
+        environ = {
+            "HUAWEICLOUD_SDK_AK": f" {AK}\n",
+            "HUAWEICLOUD_SDK_SK": f"{SK}\r\n",
+            "HUAWEICLOUD_SDK_PROJECT_ID": f"{PROJECT} ",
+            "HUAWEICLOUD_SDK_REGION": "\tcn-north-4\n",
+            "HUAWEICLOUD_SDK_SECURITY_TOKEN": f"{SECURITY_TOKEN}\n",
+        }
         rsps.add(responses.POST, SMS_URL, json=ok_answer(["13800000000"]))
-        with Recording() as session:
-            made = make_client(timeout=timeout, verify="/etc/ca.pem", session=session)
+        with SMNClient(environ=environ, now=lambda: FIXED) as made:
             made.publish_sms(["13800000000"], "x", sign_id=SIGN_ID)
-        assert (seen["timeout"], seen["verify"], seen["allow_redirects"]) == (expected, "/etc/ca.pem", False)
+        request = rsps.calls[0].request
+        auth = signer.parse_authorization(request.headers["Authorization"])
+        assert auth is not None
+        assert auth["Access"] == AK
+        assert request.headers["X-Security-Token"] == SECURITY_TOKEN
+        assert isinstance(request.body, bytes)
+        names = auth["SignedHeaders"].split(";")
+        digest, _ = signer.signature(SK, "POST", request.url or "", request.headers, request.body, names)
+        assert auth["Signature"] == digest
+
+    def test_endpoint_url_from_environment_is_stripped(self) -> None:
+        """SMN_ALERT_ENDPOINT_URL with surrounding whitespace gives the clean base URL."""
+        made = make_client(region=None, environ={"SMN_ALERT_ENDPOINT_URL": " http://127.0.0.1:9/smn/ \n"})
+        assert made.endpoint == "http://127.0.0.1:9/smn"
+
+    @pytest.mark.parametrize("name", ["ak", "sk"])
+    @pytest.mark.parametrize("source", ["argument", "environment"])
+    @pytest.mark.parametrize("gap", [" ", "\n", "\t", "\u3000"])
+    def test_key_with_whitespace_inside_is_refused_without_echo(
+        self, name: str, source: str, gap: str
+    ) -> None:
+        """An AK or SK with whitespace inside is refused at construction, naming it but not showing it."""
+        value = {"ak": AK, "sk": SK}[name]
+        broken = value[:10] + gap + value[10:]
+        if source == "argument":
+            overrides: dict[str, Any] = {name: broken}
+        else:
+            overrides = {name: None, "environ": {f"HUAWEICLOUD_SDK_{name.upper()}": broken}}
+        with pytest.raises(SMNConfigError, match=f"^{name} ") as info:
+            make_client(**overrides)
+        for shown in (str(info.value), repr(info.value)):
+            assert value[:10] not in shown
+            assert value[10:] not in shown
+
+    def test_given_sk_with_trailing_newline_is_refused(self) -> None:
+        """An SK argument read from a file with its newline is refused before it can cost a failed login."""
+        with pytest.raises(SMNConfigError, match=r"^sk ") as info:
+            make_client(sk=SK + "\n")
+        assert SK not in str(info.value)
+
+    def test_endpoint_url_error_hides_query_and_fragment(self) -> None:
+        """A refused endpoint_url is shown as scheme://host/path only; its query may hold a token."""
+        url = "ftp://smn.example.com:21/v2?access_token=TOKSECRET123#frag-SECRET"
+        with pytest.raises(SMNConfigError, match="endpoint_url") as info:
+            make_client(endpoint_url=url)
+        assert "ftp://smn.example.com:21/v2" in str(info.value)
+        assert "SECRET" not in str(info.value)
+        assert "SECRET" not in repr(info.value)
 
     def test_auth_token_alone_is_enough(self) -> None:
         """An IAM token is a complete credential without AK/SK."""
@@ -670,6 +784,7 @@ class TestHttpFailures:
         assert info.value.retryable
         assert HOST in str(info.value)
         assert says in str(info.value)
+        assert type(failure).__name__ in str(info.value)
         assert_no_secret(str(info.value), repr(info.value))
 
     def test_refused_connection_on_a_real_socket(self) -> None:
@@ -681,6 +796,38 @@ class TestHttpFailures:
         with made, pytest.raises(SMNConnectionError, match=f"127.0.0.1:{port}") as info:
             made.publish_sms(["13800000000"], "x", sign_id=SIGN_ID)
         assert isinstance(info.value.__cause__, requests.ConnectionError)
+
+    def test_bad_proxy_setting_becomes_a_connection_error_without_its_password(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A malformed HTTP_PROXY with a password raises SMNConnectionError not showing the password."""
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        for name in ("HTTP_PROXY", "http_proxy"):
+            monkeypatch.setenv(name, "http://admin:Sup3rSecret@proxy:99999")
+        made = make_client(endpoint_url="http://127.0.0.1:9", timeout=2)
+        with made, pytest.raises(SMNConnectionError, match=r"127\.0\.0\.1:9") as info:
+            made.publish_sms(["13800000000"], "x", sign_id=SIGN_ID)
+        assert info.value.__cause__ is None and info.value.__suppress_context__
+        assert "InvalidURL" in str(info.value)
+        assert info.value.retryable
+        traceback_text = "".join(traceback.format_exception(type(info.value), info.value, None))
+        for shown in (str(info.value), repr(info.value), traceback_text):
+            assert "Sup3rSecret" not in shown
+            assert "admin" not in shown
+
+    def test_vanished_ca_bundle_becomes_a_connection_error(self, tmp_path: Path) -> None:
+        """A CA bundle deleted after start-up raises SMNConnectionError (retryable), not a bare OSError."""
+        bundle = tmp_path / "ca.pem"
+        bundle.write_text("")
+        made = make_client(endpoint_url="https://127.0.0.1:9", verify=str(bundle), timeout=2)
+        bundle.unlink()
+        with made, pytest.raises(SMNConnectionError, match=r"127\.0\.0\.1:9") as info:
+            made.publish_sms(["13800000000"], "x", sign_id=SIGN_ID)
+        assert type(info.value.__cause__) is OSError
+        assert "OSError" in str(info.value)
+        assert info.value.retryable
+        assert str(bundle) not in str(info.value)
 
     def test_error_text_never_holds_secrets(self, rsps: responses.RequestsMock) -> None:
         """Errors built from a server answer show no SK or token."""
@@ -759,3 +906,27 @@ class TestSession:
             monkeypatch.setattr("smn_alert.client.os.getpid", lambda: -1)
             made.publish_sms(["13800000000"], "x", sign_id=SIGN_ID)
         assert len(made_sessions) == 2
+
+    def test_close_in_forked_child_leaves_the_parents_session_alone(
+        self, rsps: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """close() in a forked child drops the parent's session unclosed (closing can hang on its locks)."""
+        closed: list[requests.Session] = []
+
+        class Tracking(requests.Session):
+            def close(self) -> None:
+                closed.append(self)
+                super().close()
+
+        monkeypatch.setattr(requests, "Session", Tracking)
+        rsps.add(responses.POST, SMS_URL, json=ok_answer(["13800000000"]))
+        made = make_client()
+        made.publish_sms(["13800000000"], "x", sign_id=SIGN_ID)
+        parent_pid = os.getpid()
+        monkeypatch.setattr("smn_alert.client.os.getpid", lambda: parent_pid + 1)
+        made.close()
+        made.close()
+        assert closed == []
+        monkeypatch.setattr("smn_alert.client.os.getpid", lambda: parent_pid)
+        made.close()
+        assert closed == []  # the reference was dropped, so not even the parent closes it through this client
