@@ -225,7 +225,7 @@ class Pager:
         if not self._paid and not final and not self._token_ready():
             times.append(now + self.bucket.next_available())
         if self.breaker.is_open:
-            times.append(now + self.breaker.reopens_in())
+            times.append(now + max(self.breaker.reopens_in(), self.breaker.trial_ends_in()))
         return max(times)
 
     def next_wakeup(self, now: float) -> Optional[float]:

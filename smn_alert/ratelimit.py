@@ -159,6 +159,7 @@ class CircuitBreaker:
         self._cooldown = self.base_cooldown
         self._state = self.CLOSED
         self._opened_at = 0.0
+        self._trial_at = 0.0
         self._last_reason: str | None = None
 
     def __repr__(self) -> str:
@@ -194,12 +195,24 @@ class CircuitBreaker:
             return 0.0
         return max(0.0, self._opened_at + self._cooldown - self._clock())
 
+    def trial_ends_in(self) -> float:
+        """Return the seconds until a trial that never reported back is given up (0 unless half-open)."""
+        if self._state != self.HALF_OPEN:
+            return 0.0
+        return max(0.0, self._trial_at + self._cooldown - self._clock())
+
     def allow(self) -> bool:
-        """Say whether a request may go now; after the cooldown, let exactly one trial through."""
+        """Say whether a request may go now; after the cooldown, let exactly one trial through.
+
+        A trial that never reports back (its sender crashed) is given up after another cooldown, and
+        the next request becomes the trial: the circuit cannot stay half-open for ever.
+        """
         if self._state == self.CLOSED:
             return True
-        if self._state == self.OPEN and self.reopens_in() == 0.0:
-            self._state = self.HALF_OPEN
+        if (self._state == self.OPEN and self.reopens_in() == 0.0) or (
+            self._state == self.HALF_OPEN and self.trial_ends_in() == 0.0
+        ):
+            self._state, self._trial_at = self.HALF_OPEN, self._clock()
             return True
         return False
 

@@ -211,6 +211,18 @@ class TestCircuitBreaker:
         with pytest.raises(ValueError, match="cooldown"):
             CircuitBreaker(cooldown, max_cooldown)
 
+    def test_a_trial_that_never_reports_back_is_given_up(self, clock: FakeClock) -> None:
+        """A half-open trial that never reports back lets another trial through a cooldown later."""
+        breaker = CircuitBreaker(300.0, 1800.0, clock=clock)
+        breaker.open("bad signature")
+        clock.advance(300.0)
+        assert breaker.allow()  # the trial, whose sender then crashes without reporting
+        assert not breaker.allow() and breaker.trial_ends_in() == 300.0
+        clock.advance(299.0)
+        assert not breaker.allow()
+        clock.advance(1.0)
+        assert breaker.allow() and not breaker.allow()
+
 
 class TestRetryPolicy:
     @pytest.mark.parametrize(
