@@ -19,6 +19,7 @@ from smn_alert.fields import mask_number
 __all__ = [
     "CONNECTION_SETTINGS",
     "DEFAULT_BUDGET",
+    "DEFAULT_BUDGET_12H",
     "DEFAULT_BUDGET_PERIOD",
     "DEFAULT_CAPACITY",
     "DEFAULT_CIRCUIT_COOLDOWN",
@@ -55,6 +56,8 @@ MAX_PREFIX_LENGTH = 40
 DEFAULT_BUDGET = 5
 #: Seconds over which ``budget`` SMS refill.
 DEFAULT_BUDGET_PERIOD = 600.0
+#: SMS per 12 hours: SMN refuses more than 200 per number in 12 hours (SMN.0057); keep a margin.
+DEFAULT_BUDGET_12H = 150
 #: Seconds during which alerts that follow a first page are folded into one digest.
 DEFAULT_WINDOW = 300.0
 #: Alerts the hand-over buffer holds before texts are dropped (counts are kept).
@@ -131,6 +134,7 @@ _NUMBERS: dict[str, tuple[float, str, Callable[[float], bool]]] = {
     ),
     "budget": (DEFAULT_BUDGET, _POSITIVE, lambda n: n > 0),
     "budget_period": (DEFAULT_BUDGET_PERIOD, _POSITIVE, lambda n: n > 0),
+    "budget_12h": (DEFAULT_BUDGET_12H, _POSITIVE, lambda n: n > 0),
     "window": (DEFAULT_WINDOW, _POSITIVE, lambda n: n > 0),
     "capacity": (DEFAULT_CAPACITY, f"a number >= {MIN_CAPACITY}", lambda n: n >= MIN_CAPACITY),
     "shutdown_timeout": (DEFAULT_SHUTDOWN_TIMEOUT, "a number >= 0", lambda n: n >= 0),
@@ -333,6 +337,7 @@ class PagerSettings:
     max_length: int
     budget: int
     budget_period: float
+    budget_12h: int
     window: float
     capacity: int
     shutdown_timeout: float
@@ -380,6 +385,7 @@ class PagerSettings:
             max_length=_int_setting(given, "max_length"),
             budget=_int_setting(given, "budget"),
             budget_period=_float_setting(given, "budget_period"),
+            budget_12h=_int_setting(given, "budget_12h"),
             window=_float_setting(given, "window"),
             capacity=_int_setting(given, "capacity"),
             shutdown_timeout=_float_setting(given, "shutdown_timeout"),

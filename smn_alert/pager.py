@@ -21,7 +21,7 @@ from smn_alert.alert import Alert, Fingerprint
 from smn_alert.digest import GroupSummary, PageContext, compose
 from smn_alert.errors import SMNError
 from smn_alert.fields import mask_number
-from smn_alert.ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
+from smn_alert.ratelimit import Budget, CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert.senders import Delivery
 
 __all__ = ["DEFAULT_MAX_GROUPS", "DEFAULT_WINDOW", "Counters", "Group", "Page", "Pager"]
@@ -127,7 +127,7 @@ class Pager:
     def __init__(
         self,
         context: PageContext,
-        bucket: TokenBucket,
+        bucket: Union[TokenBucket, Budget],
         breaker: CircuitBreaker,
         retry: RetryPolicy,
         *,

@@ -15,12 +15,14 @@ from smn_alert.config import PagerSettings
 from smn_alert.digest import PageContext
 from smn_alert.dispatcher import Dispatcher
 from smn_alert.pager import Pager
-from smn_alert.ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
+from smn_alert.ratelimit import Budget, CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert.senders import Sender, SmsSender, TopicSender
 from smn_alert.text import billed_segments, compile_redactions
 
 __all__ = ["build_dispatcher", "build_sender"]
 
+#: SMN's second per-number window (200 SMS per number in 12 hours).
+TWELVE_HOURS = 12 * 3600.0
 #: The longest a circuit stays open after repeated auth or permission failures.
 MAX_CIRCUIT_COOLDOWN = 1800.0
 
@@ -62,7 +64,10 @@ def build_dispatcher(
     def make_pager() -> Pager:
         return Pager(
             context,
-            TokenBucket(settings.budget, settings.budget_period, clock=clock),
+            Budget(
+                TokenBucket(settings.budget, settings.budget_period, clock=clock),
+                TokenBucket(settings.budget_12h, TWELVE_HOURS, clock=clock),
+            ),
             CircuitBreaker(
                 settings.circuit_cooldown, max(MAX_CIRCUIT_COOLDOWN, settings.circuit_cooldown), clock=clock
             ),

@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_THROTTLE_DELAY",
     "PER_NUMBER_LIMIT_CODE",
     "THROTTLE_CODES",
+    "Budget",
     "CircuitBreaker",
     "RetryPolicy",
     "RetryableError",
@@ -123,6 +124,37 @@ class TokenBucket:
         if n > self.capacity:
             return float("inf")
         return missing / self._rate
+
+
+class Budget:
+    """Several token buckets spent together: a page goes out only when every one of them has a token.
+
+    SMN limits each number to 60 SMS an hour and 200 in 12 hours; one bucket per limit keeps both.
+    Same interface as :class:`TokenBucket`; not thread-safe by design either.
+    """
+
+    def __init__(self, *buckets: TokenBucket) -> None:
+        if not buckets:
+            raise ValueError("a budget needs at least one bucket")
+        self.buckets = buckets
+
+    def __repr__(self) -> str:
+        return f"Budget({', '.join(map(repr, self.buckets))})"
+
+    @property
+    def tokens(self) -> float:
+        """Tokens there now: the fewest of any bucket."""
+        return min(bucket.tokens for bucket in self.buckets)
+
+    def try_acquire(self, n: float = 1.0) -> bool:
+        """Take ``n`` tokens from every bucket if all have them now; else take nothing."""
+        if any(bucket.next_available(n) > 0 for bucket in self.buckets):
+            return False
+        return all([bucket.try_acquire(n) for bucket in self.buckets])
+
+    def next_available(self, n: float = 1.0) -> float:
+        """Return the seconds until every bucket has ``n`` tokens."""
+        return max(bucket.next_available(n) for bucket in self.buckets)
 
 
 class CircuitBreaker:

@@ -16,7 +16,7 @@ from smn_alert.errors import (
     SMNServerError,
     SMNThrottledError,
 )
-from smn_alert.ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
+from smn_alert.ratelimit import Budget, CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert.testing import FakeClock
 
 
@@ -341,3 +341,22 @@ class TestRetryPolicy:
         """A policy that would never wait, or wait a negative time, is refused."""
         with pytest.raises(ValueError, match="need"):
             RetryPolicy(**changes)  # type: ignore[arg-type]
+
+
+class TestBudget:
+    def test_a_page_needs_a_token_in_every_bucket(self, clock: FakeClock) -> None:
+        """With 5 per 10 minutes and 3 per 12 hours, the fourth page waits for the 12-hour bucket."""
+        budget = Budget(TokenBucket(5, 600.0, clock=clock), TokenBucket(3, 43_200.0, clock=clock))
+        assert [budget.try_acquire() for _ in range(4)] == [True, True, True, False]
+        assert budget.tokens == 0.0
+        assert budget.next_available() == 14_400.0  # 12 h / 3: the short bucket refilled long before
+        clock.advance(600.0)
+        assert not budget.try_acquire()  # the short bucket is full again; nothing was taken from it
+        assert budget.buckets[0].tokens == 5.0
+        clock.advance(14_400.0 - 600.0)
+        assert budget.try_acquire()
+
+    def test_needs_a_bucket(self) -> None:
+        """A budget of no buckets is a programming error, said at once."""
+        with pytest.raises(ValueError, match="at least one bucket"):
+            Budget()
