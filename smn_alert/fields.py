@@ -25,6 +25,7 @@ __all__ = [
     "check_sign",
     "check_subject",
     "check_topic_urn",
+    "is_mainland_china",
     "mask_number",
     "normalize_flag",
 ]
@@ -160,6 +161,17 @@ def check_topic_urn(value: object, field: str = "topic_urn") -> str:
 def check_subject(value: object, field: str = "subject") -> str | None:
     """Return ``value`` if it is ``None`` or a string of at most 512 bytes in UTF-8."""
     return _check_utf8_size(value, field, MAX_SUBJECT_BYTES)
+
+
+def is_mainland_china(number: str) -> bool:
+    """Tell whether ``number`` is a mainland China mobile number (``+86``/``0086``, or 11 digits from 1).
+
+    SMN bills those as UCS-2 whatever the text, so segment counts must know.
+    """
+    digits = "".join(char for char in number if char.isdigit() or char == "+")
+    if digits.startswith(("+86", "0086")):
+        return True
+    return not digits.startswith(("+", "00")) and len(digits) == 11 and digits.startswith("1")
 
 
 def mask_number(number: str) -> str:

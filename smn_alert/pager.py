@@ -120,7 +120,7 @@ class Pager:
         retry: Backoff and give-up rules for errors a retry can fix.
         window: Seconds during which alerts after a page are folded into the next digest.
         max_groups: Distinct kinds kept per digest.
-        segments: Counts the billed segments of a text (per recipient).
+        segments: Counts the billed segments of a text for one recipient (number or topic).
         rng: Randomness for backoff jitter.
     """
 
@@ -133,7 +133,7 @@ class Pager:
         *,
         window: float = DEFAULT_WINDOW,
         max_groups: int = DEFAULT_MAX_GROUPS,
-        segments: Callable[[str], int] = len,
+        segments: Callable[[str, str], int] = lambda text, _: len(text),
         rng: random.Random | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -324,7 +324,7 @@ class Pager:
         else:
             counters.folded += page.alerts - kinds
         counters.pages += 1
-        counters.segments += self._segments(page.text) * len(delivery.delivered)
+        counters.segments += sum(self._segments(page.text, endpoint) for endpoint in delivery.delivered)
         for endpoint in delivery.delivered:
             masked = endpoint if endpoint.startswith("urn:") else mask_number(endpoint)
             counters.delivered[masked] = counters.delivered.get(masked, 0) + 1

@@ -14,6 +14,7 @@ from smn_alert.client import SMNClient
 from smn_alert.config import PagerSettings
 from smn_alert.digest import PageContext
 from smn_alert.dispatcher import Dispatcher
+from smn_alert.fields import is_mainland_china
 from smn_alert.pager import Pager
 from smn_alert.ratelimit import Budget, CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert.senders import Sender, SmsSender, TopicSender
@@ -58,8 +59,9 @@ def build_dispatcher(
     room = settings.max_length - len(signature)
     context = PageContext(prefix=settings.prefix, max_length=room, redactions=redactions)
 
-    def segments(text: str) -> int:
-        return billed_segments(text, signature=signature)
+    def segments(text: str, recipient: str) -> int:
+        # Per number: mainland China numbers bill as UCS-2. A topic counts once per publish.
+        return billed_segments(text, signature=signature, mainland=is_mainland_china(recipient))
 
     def make_pager() -> Pager:
         return Pager(

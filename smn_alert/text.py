@@ -256,22 +256,23 @@ def sms_encoding(text: str) -> Literal["GSM-7", "UCS-2"]:
     return "UCS-2" if _NOT_GSM.search(text) else "GSM-7"
 
 
-def count_segments(text: str) -> int:
+def count_segments(text: str, *, ucs2: bool = False) -> int:
     """Return how many SMS segments ``text`` takes.
 
     GSM-7: one segment up to 160 septets (extension characters such as ``{`` or ``€`` take two), else one
     per 153. UCS-2: one up to 70 UTF-16 code units (an emoji takes two), else one per 67. Empty: 0.
+    With ``ucs2`` the text counts as UCS-2 whatever it holds (mainland China numbers bill that way).
     """
     if not text:
         return 0
-    if sms_encoding(text) == "GSM-7":
+    if not ucs2 and sms_encoding(text) == "GSM-7":
         units, single, multi = len(text) + len(_GSM_EXTENDED.findall(text)), 160, 153
     else:
         units, single, multi = len(text.encode("utf-16-le", "surrogatepass")) // 2, 70, 67
     return 1 if units <= single else -(-units // multi)
 
 
-def billed_segments(text: str, *, signature: str = "") -> int:
+def billed_segments(text: str, *, signature: str = "", mainland: bool = False) -> int:
     """Return the SMS a message costs per recipient, the signature included.
 
     SMN prepends the signature (``【华为云】``) itself, and it counts: a Chinese signature makes even an
@@ -280,5 +281,6 @@ def billed_segments(text: str, *, signature: str = "") -> int:
     Args:
         text: The message as sent.
         signature: The signature text as the phone shows it, brackets included.
+        mainland: The recipient is a mainland China number: always billed as UCS-2.
     """
-    return count_segments(signature + text) if text else 0
+    return count_segments(signature + text, ucs2=mainland) if text else 0

@@ -12,6 +12,7 @@ import yaml
 
 from smn_alert.config import PagerSettings, mask_number, mask_secret
 from smn_alert.errors import SMNConfigError
+from smn_alert.fields import is_mainland_china
 
 SIGN_ID = "6be340e91e5241e4b5d85837e6709104"
 TOPIC_URN = "urn:smn:cn-north-4:0605767ea3c4a1a5f6e3c00ec4a6e8e4:ops_pager"
@@ -477,6 +478,24 @@ class TestRepr:
         assert "mode='sms'" in text
         assert "budget=3" in text
         assert "'region': 'cn-north-4'" in text
+
+
+class TestMainland:
+    @pytest.mark.parametrize(
+        ("number", "mainland"),
+        [
+            ("+8613800000000", True),
+            ("008613800000000", True),
+            ("13800000000", True),
+            ("138 0000 0000", True),
+            ("+85261234567", False),
+            ("+14155550100", False),
+            ("1867669-6912", True),  # the seed's example: 18676696912
+        ],
+    )
+    def test_mainland_china_numbers_are_recognised(self, number: str, mainland: bool) -> None:
+        """Mainland numbers (billed as UCS-2 whatever the text) are told apart from the others."""
+        assert is_mainland_china(number) is mainland
 
 
 class TestMasking:

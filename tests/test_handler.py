@@ -496,9 +496,12 @@ class TestBudget:
 
 
 # --- 5. text --------------------------------------------------------------------------------------------
-def segments(text: str) -> int:
-    """SMS segments by the GSM 03.38 / UCS-2 rules, for texts without extension or astral characters."""
-    if all(ord(char) < 128 for char in text):
+def segments(text: str, *, mainland: bool = False) -> int:
+    """SMS segments by the GSM 03.38 / UCS-2 rules, for texts without extension or astral characters.
+
+    Mainland China numbers always bill as UCS-2 (smn-api.md section 5).
+    """
+    if not mainland and all(ord(char) < 128 for char in text):
         return 1 if len(text) <= 160 else math.ceil(len(text) / 153)
     return 1 if len(text) <= 70 else math.ceil(len(text) / 67)
 
@@ -566,16 +569,17 @@ class TestText:
         assert len(smn_server.wait_for_messages(1)[0].message) <= 490
 
     def test_stats_count_billed_segments(self, pager: Pager, smn_server: FakeSMNServer) -> None:
-        """stats()['segments'] counts what SMN bills: segments per SMS times numbers delivered."""
+        """stats()['segments'] counts what SMN bills per number; +86 numbers always bill as UCS-2."""
         handler, logger = pager()
         logger.error("数据库连接超时" * 12)
         smn_server.wait_for_messages(1)
-        logger.critical("disk full")
+        logger.critical("disk full on db-1, writes refused since 03:12, replica lag growing, page ops!")
         smn_server.wait_for_messages(2)
         assert handler.flush(5.0)
-        expected = sum(segments(m.message) * len(m.delivered) for m in smn_server.messages)
-        assert segments(smn_server.messages[0].message) == 2
-        assert handler.stats()["segments"] == expected == 2 * 2 + 1 * 2
+        english = smn_server.messages[1].message
+        assert segments(english) == 1 and segments(english, mainland=True) == 2  # 70 < len <= 160
+        expected = sum(segments(m.message, mainland=True) * len(m.delivered) for m in smn_server.messages)
+        assert handler.stats()["segments"] == expected == 2 * 2 + 2 * 2
 
 
 # --- 6. retries by error class ----------------------------------------------------------------------------
