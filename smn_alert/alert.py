@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional
 
 __all__ = [
     "IGNORED_LOGGERS",
@@ -139,8 +139,22 @@ def _current_exc_info() -> object:
     return sys.exc_info()
 
 
-class Alert:
+class _AlertFields(NamedTuple):
+    levelno: int
+    levelname: str
+    logger: str
+    template: str
+    message: str
+    exc_type: str
+    exc_value: str
+    exc_where: str
+    created: float
+
+
+class Alert(_AlertFields):
     """A frozen, small snapshot of one log event that may become a page.
+
+    A tuple underneath, as ``namedtuple`` is: immutable, and cheap to build on the application thread.
 
     Attributes:
         levelno: Numeric level (``logging.ERROR`` ...).
@@ -154,30 +168,10 @@ class Alert:
         created: Wall-clock time of the event (``time.time()`` scale).
     """
 
-    __slots__ = (
-        "created",
-        "exc_type",
-        "exc_value",
-        "exc_where",
-        "levelname",
-        "levelno",
-        "logger",
-        "message",
-        "template",
-    )
+    __slots__ = ()
 
-    levelno: int
-    levelname: str
-    logger: str
-    template: str
-    message: str
-    exc_type: str
-    exc_value: str
-    exc_where: str
-    created: float
-
-    def __init__(
-        self,
+    def __new__(
+        cls,
         levelno: int,
         levelname: str,
         logger: str,
@@ -187,20 +181,11 @@ class Alert:
         exc_value: str = "",
         exc_where: str = "",
         created: float | None = None,
-    ) -> None:
-        setter = object.__setattr__
-        setter(self, "levelno", levelno)
-        setter(self, "levelname", levelname)
-        setter(self, "logger", logger)
-        setter(self, "template", template)
-        setter(self, "message", message)
-        setter(self, "exc_type", exc_type)
-        setter(self, "exc_value", exc_value)
-        setter(self, "exc_where", exc_where)
-        setter(self, "created", time.time() if created is None else created)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Alert is frozen; cannot set {name!r}")
+    ) -> Alert:
+        """Build the snapshot; ``created`` defaults to now."""
+        when = time.time() if created is None else created
+        fields = (levelno, levelname, logger, template, message, exc_type, exc_value, exc_where, when)
+        return tuple.__new__(cls, fields)
 
     def __repr__(self) -> str:
         return f"Alert({self.levelname} {self.logger}: {self.message[:60]!r})"
@@ -214,7 +199,7 @@ class Alert:
     def from_record(cls, record: logging.LogRecord) -> Alert:
         """Snapshot a stdlib ``LogRecord`` without changing it; never raises."""
         msg = record.msg
-        if isinstance(msg, Mapping):  # a structlog event dict passed through ProcessorFormatter
+        if type(msg) is not str and isinstance(msg, Mapping):  # structlog's dict via ProcessorFormatter
             return cls.from_event_dict(msg, record.name, record.levelno, record.levelname, record.created)
         template = msg if isinstance(msg, str) else f"<{type(msg).__name__}>"
         try:
@@ -260,7 +245,15 @@ def is_own_logger(name: str) -> bool:
 
 
 # --- one page per event: the structlog processor marks what it paged, the handler skips it -------------
-_paged = threading.local()
+class _PagedMark(threading.local):
+    """Remember the last event an SMNProcessor paged on this thread (class defaults: a miss is cheap)."""
+
+    event: Optional[Mapping[str, Any]] = None
+    text: object = None
+    keys: tuple[str, ...] = ()
+
+
+_paged = _PagedMark()
 
 
 def mark_paged(event_dict: Mapping[str, Any]) -> None:
@@ -282,7 +275,7 @@ def was_paged(record: logging.LogRecord) -> bool:
     The first record that is not that event clears the mark, so a later stdlib error that merely reads
     the same is still paged.
     """
-    event: Union[Mapping[str, Any], None] = getattr(_paged, "event", None)
+    event = _paged.event
     if event is None:
         return False
     msg = record.msg
