@@ -9,16 +9,15 @@ deadlines, ``close`` is idempotent, and a forked child starts afresh without the
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
-import sys
 import threading
 import time
-import weakref
 from collections import deque
 from typing import Any, Callable, Optional, Union
 
+from smn_alert import _process
+from smn_alert._diagnostics import Diagnostics
+from smn_alert._process import is_worker, on_worker_thread
 from smn_alert.alert import Alert
 from smn_alert.errors import SMNError, SMNServerError
 from smn_alert.pager import Page, Pager
@@ -33,23 +32,8 @@ DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 #: Kinds of alerts counted one by one while the buffer is full (one sample's text kept each); more are
 #: counted together as "other kinds", so a flood of distinct messages cannot grow memory.
 MAX_OVERFLOW_KINDS = 100
-#: Seconds between two diagnostics of the same kind on the ``smn_alert`` logger.
-DIAGNOSTIC_INTERVAL = 60.0
 
 _log = logging.getLogger("smn_alert")
-_live: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
-# Idents of every dispatcher's worker thread: what they log never pages, through any handler or processor.
-_worker_threads: set[int] = set()
-
-
-def on_worker_thread() -> bool:
-    """Tell whether the calling thread is one of smn_alert's workers (its logging must not page)."""
-    return threading.get_ident() in _worker_threads
-
-
-def is_worker(ident: Optional[int]) -> bool:
-    """Tell whether thread ``ident`` (a record's ``thread``; None when not recorded) is a worker."""
-    return ident in _worker_threads
 
 
 class Dispatcher:
@@ -82,7 +66,7 @@ class Dispatcher:
         self._clock, self._name = clock, name
         self._closed = False
         self._reset()
-        _live.add(self)
+        _process.register(self)
 
     def _reset(self) -> None:
         """Fresh buffer, locks and pager: at construction and in a forked child."""
@@ -104,12 +88,10 @@ class Dispatcher:
         self._closing = False
         self._close_deadline = 0.0
         self._flushers = 0
-        self._bare_flush = (
-            0.0,
-            0.0,
-            True,
-        )  # (ended at, deadline, result) of the last flush() without timeout
-        self._last_said: dict[str, float] = {}
+        # (ended at, deadline, result) of the last flush() without timeout
+        self._bare_flush = (0.0, 0.0, True)
+        self._diagnostics = Diagnostics()  # fresh in a forked child too: its first trouble is said at once
+        self._say = self._diagnostics.say  # a short name: the messages are long
 
     # --- application thread -------------------------------------------------------------------------
     def submit(self, alert: Alert) -> bool:
@@ -164,8 +146,7 @@ class Dispatcher:
 
     # --- worker thread ------------------------------------------------------------------------------
     def _run(self) -> None:
-        _worker_threads.add(threading.get_ident())
-        try:
+        with _process.worker_thread():
             while True:
                 try:
                     if not self._step():
@@ -173,8 +154,6 @@ class Dispatcher:
                 except Exception:  # a bug must not stop paging: say it, breathe, carry on (like sentry's)
                     self._say("bug", "smn_alert's worker hit an unexpected error; it carries on", exc=True)
                     self._wake.wait(1.0)
-        finally:
-            _worker_threads.discard(threading.get_ident())
 
     def _step(self, *, wait: bool = True) -> bool:
         """One pass: wait for work or a deadline, take what is due, send it. False when closing is done."""
@@ -257,22 +236,7 @@ class Dispatcher:
 
     def say_trouble(self, key: str, message: str, *args: object) -> None:
         """Report a problem of an adapter (handler, processor) the same rate-limited way as our own."""
-        self._say(key, message, *args)
-
-    def _say(
-        self,
-        key: str,
-        message: str,
-        *args: object,
-        always: bool = False,
-        level: int = logging.WARNING,
-        exc: bool = False,
-    ) -> None:
-        """Log smn_alert's own trouble, at most once per key per ``DIAGNOSTIC_INTERVAL`` unless ``always``."""
-        now = time.monotonic()
-        if always or now - self._last_said.get(key, -DIAGNOSTIC_INTERVAL) >= DIAGNOSTIC_INTERVAL:
-            self._last_said[key] = now
-            _diagnose(level, message, args, exc)
+        self._diagnostics.say(key, message, *args)
 
     # --- control ------------------------------------------------------------------------------------
     def flush(self, timeout: Optional[float] = None) -> bool:
@@ -390,64 +354,11 @@ class Dispatcher:
             }
         return result
 
-    def _after_fork_in_child(self) -> None:
+    @property
+    def closed(self) -> bool:
+        """Tell whether closing has begun: later alerts are counted as dropped, never paged."""
+        return self._closed
+
+    def after_fork_in_child(self) -> None:
+        """Start afresh in a forked child, without the parent's pending alerts, worker or locks."""
         self._reset()  # even a closed one: its locks may have been held by a thread that is gone
-
-
-def _reset_after_fork() -> None:
-    _worker_threads.clear()
-    for dispatcher in list(_live):
-        dispatcher._after_fork_in_child()
-
-
-class _Anchor:
-    """Something alive for multiprocessing's after-fork registry to hold on to (it keeps weak refs)."""
-
-    hooked = False
-
-
-_mp_anchor = _Anchor()
-
-
-def _before_fork() -> None:
-    """In the parent, before a fork: if multiprocessing is in use, let its children close us on exit.
-
-    A multiprocessing child ends with ``os._exit()``, past ``atexit``; its own finalizers still run, but
-    it clears them when it starts, so the finalizer is registered by multiprocessing's after-fork hook.
-    """
-    mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is not None and not _mp_anchor.hooked:
-        mp_util.register_after_fork(_mp_anchor, _finalize_in_multiprocessing_child)
-        _mp_anchor.hooked = True
-
-
-def _finalize_in_multiprocessing_child(_: object) -> None:
-    import multiprocessing.util as mp_util
-
-    mp_util.Finalize(None, _close_all, exitpriority=10)
-
-
-def _diagnose(level: int, message: str, args: tuple[object, ...], exc: bool) -> None:
-    """Log on the ``smn_alert`` logger without logging's module lock (``Logger.log`` may take it).
-
-    ``dictConfig`` holds that lock while it flushes and closes old handlers; a worker waiting for it
-    there would never finish the page the flush is waiting for.
-    """
-    if _log.disabled or _log.manager.disable >= level or _log.getEffectiveLevel() > level:
-        return
-    exc_info = sys.exc_info() if exc else None
-    _log.handle(_log.makeRecord(_log.name, level, __file__, 0, message, args, exc_info))
-
-
-def _close_all() -> None:
-    """At interpreter exit: close every dispatcher still open, all against one shared deadline."""
-    open_ones = [d for d in list(_live) if not d._closed]
-    for dispatcher in open_ones:
-        dispatcher.begin_close()
-    for dispatcher in open_ones:
-        dispatcher.finish_close()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_child=_reset_after_fork)
-atexit.register(_close_all)

@@ -1,0 +1,111 @@
+"""What the process does to live dispatchers (fork, multiprocessing, exit); which threads are workers."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Iterator
+from typing import Optional, Protocol
+
+__all__ = ["LiveDispatcher", "is_worker", "on_worker_thread", "register", "worker_thread"]
+
+
+class LiveDispatcher(Protocol):
+    """What the process machinery calls on a dispatcher (this module must not import ``dispatcher``)."""
+
+    @property
+    def closed(self) -> bool:
+        """Tell whether closing has begun."""
+
+    def begin_close(self, timeout: Optional[float] = None) -> None:
+        """Tell the worker to send everything now and stop."""
+
+    def finish_close(self) -> None:
+        """Wait for the worker until the close deadline."""
+
+    def after_fork_in_child(self) -> None:
+        """Start afresh in a forked child."""
+
+
+_live: weakref.WeakSet[LiveDispatcher] = weakref.WeakSet()
+# Idents of every dispatcher's worker thread: what they log never pages, through any handler or processor.
+_worker_threads: set[int] = set()
+
+
+def register(dispatcher: LiveDispatcher) -> None:
+    """Have ``dispatcher`` reset in forked children and closed at exit, for as long as it lives."""
+    _live.add(dispatcher)
+
+
+@contextlib.contextmanager
+def worker_thread() -> Iterator[None]:
+    """Mark the calling thread as a worker (its logging must not page) until the block ends."""
+    ident = threading.get_ident()
+    _worker_threads.add(ident)
+    try:
+        yield
+    finally:
+        _worker_threads.discard(ident)
+
+
+def on_worker_thread() -> bool:
+    """Tell whether the calling thread is one of smn_alert's workers (its logging must not page)."""
+    return threading.get_ident() in _worker_threads
+
+
+def is_worker(ident: Optional[int]) -> bool:
+    """Tell whether thread ``ident`` (a record's ``thread``; None when not recorded) is a worker."""
+    return ident in _worker_threads
+
+
+def _reset_after_fork() -> None:
+    _worker_threads.clear()
+    for dispatcher in list(_live):
+        dispatcher.after_fork_in_child()
+
+
+class _Anchor:
+    """Something alive for multiprocessing's after-fork registry to hold on to (it keeps weak refs)."""
+
+    hooked = False
+
+
+_mp_anchor = _Anchor()
+
+
+def _before_fork() -> None:
+    """In the parent, before a fork: if multiprocessing is in use, let its children close us on exit.
+
+    A multiprocessing child ends with ``os._exit()``, past ``atexit``; its own finalizers still run, but
+    it clears them when it starts, so the finalizer is registered by multiprocessing's after-fork hook.
+    """
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None and not _mp_anchor.hooked:
+        mp_util.register_after_fork(_mp_anchor, _finalize_in_multiprocessing_child)
+        _mp_anchor.hooked = True
+
+
+def _finalize_in_multiprocessing_child(_: object) -> None:
+    import multiprocessing.util as mp_util
+
+    mp_util.Finalize(None, _close_all, exitpriority=10)
+
+
+def _close_all() -> None:
+    """At interpreter exit: close every dispatcher still open, all against one shared deadline."""
+    open_ones = [d for d in list(_live) if not d.closed]
+    for dispatcher in open_ones:
+        dispatcher.begin_close()
+    for dispatcher in open_ones:
+        dispatcher.finish_close()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_child=_reset_after_fork)
+# dispatcher imports logging before this module, and atexit runs last in, first out: dispatchers close
+# before logging.shutdown() flushes them.
+atexit.register(_close_all)
