@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Union
-from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from smn_alert import fields, signer
 from smn_alert.answers import (
@@ -22,6 +21,18 @@ from smn_alert.answers import (
     error_from_response,
     parse_answer,
     parse_retry_after,
+)
+from smn_alert.connection import (
+    DEFAULT_TIMEOUT,
+    ENV_AK,
+    ENV_ENDPOINT_URL,
+    ENV_PROJECT_ID,
+    ENV_REGION,
+    ENV_SECURITY_TOKEN,
+    ENV_SK,
+    ConnectionSettings,
+    Timeout,
+    endpoint_for_region,
 )
 from smn_alert.errors import SMNConfigError, SMNConnectionError, SMNError, SMNServerError
 
@@ -48,43 +59,8 @@ __all__ = [
     "parse_retry_after",
 ]
 
-#: A requests timeout: seconds for the whole wait, or ``(connect, read)`` seconds.
-Timeout = Union[float, tuple[float, float]]
-#: Seconds to wait for a connection, then for the answer; a pager must never hang on SMN.
-DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 10.0)
 #: The content type SMN expects; it is signed, so it is sent exactly like this.
 CONTENT_TYPE = "application/json;charset=UTF-8"
-#: Environment variable holding the access key id, read when ``ak`` is not given.
-ENV_AK = "HUAWEICLOUD_SDK_AK"
-#: Environment variable holding the secret key, read when ``sk`` is not given.
-ENV_SK = "HUAWEICLOUD_SDK_SK"
-#: Environment variable holding the project id, read when ``project_id`` is not given.
-ENV_PROJECT_ID = "HUAWEICLOUD_SDK_PROJECT_ID"
-#: Environment variable holding the token of temporary AK/SK, read when ``security_token`` is not given.
-ENV_SECURITY_TOKEN = "HUAWEICLOUD_SDK_SECURITY_TOKEN"
-#: Environment variable holding the region, read when ``region`` is not given.
-ENV_REGION = "HUAWEICLOUD_SDK_REGION"
-#: Environment variable holding the base URL, read when ``endpoint_url`` is not given.
-ENV_ENDPOINT_URL = "SMN_ALERT_ENDPOINT_URL"
-
-_ENV = {
-    "ak": ENV_AK,
-    "sk": ENV_SK,
-    "project_id": ENV_PROJECT_ID,
-    "security_token": ENV_SECURITY_TOKEN,
-    "region": ENV_REGION,
-    "endpoint_url": ENV_ENDPOINT_URL,
-}
-# Regions whose SMN endpoint is not under myhuaweicloud.com (Huawei's SDK region tables).
-_REGION_DOMAINS = {"cn-north-2": "myhuaweicloud.cn", "eu-west-101": "myhuaweicloud.eu"}
-_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,3}")
-_PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}")
-_AK = re.compile(r"[A-Za-z0-9_\-.]{1,128}")
-# Header values: printable ASCII without spaces, so a pasted newline cannot inject a header
-# (and requests cannot quote the secret back in its own InvalidHeader message).
-_HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
-_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
-_VERIFY_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _SIGNATURE_HEAD = re.compile(r"【[^【】]+】")
 _TOPIC_FORBIDDEN = "[]【】"
 
@@ -131,19 +107,18 @@ class SMNClient:
         environ: Mapping[str, str] | None = None,
         now: Callable[[], datetime] | None = None,
     ) -> None:
-        env = os.environ if environ is None else environ
-        given = {"project_id": project_id, "region": region, "endpoint_url": endpoint_url}
-        given.update(ak=ak, sk=sk, security_token=security_token)
-        settings = {name: _setting(value, env.get(_ENV[name])) for name, value in given.items()}
-        self._project_id = _check_project_id(settings["project_id"])
-        self._endpoint = _resolve_endpoint(settings["region"], settings["endpoint_url"])
-        self._host = urlsplit(self._endpoint).netloc
-        self._ak, self._sk, self._auth_token = _check_credentials(
-            settings["ak"], settings["sk"], _setting(auth_token, None)
+        self._settings = ConnectionSettings.resolve(
+            project_id=project_id,
+            region=region,
+            endpoint_url=endpoint_url,
+            ak=ak,
+            sk=sk,
+            security_token=security_token,
+            auth_token=auth_token,
+            timeout=timeout,
+            verify=verify,
+            environ=environ,
         )
-        self._security_token = _check_header_secret("security_token", settings["security_token"])
-        self._timeout = _check_timeout(timeout)
-        self._verify = _check_verify(verify)
         self._now = now if now is not None else _utcnow
         self._session = session
         self._owns_session = False
@@ -152,16 +127,17 @@ class SMNClient:
     @property
     def endpoint(self) -> str:
         """The base URL requests go to, without a trailing slash."""
-        return self._endpoint
+        return self._settings.endpoint
 
     @property
     def project_id(self) -> str:
         """The project id in the request paths."""
-        return self._project_id
+        return self._settings.project_id
 
     def __repr__(self) -> str:
-        auth = f"ak={self._ak[:4] + '***'!r}" if self._ak is not None else "auth='token'"
-        return f"SMNClient(endpoint={self._endpoint!r}, project_id={self._project_id!r}, {auth})"
+        settings = self._settings
+        auth = f"ak={settings.ak[:4] + '***'!r}" if settings.ak is not None else "auth='token'"
+        return f"SMNClient(endpoint={settings.endpoint!r}, project_id={settings.project_id!r}, {auth})"
 
     def __enter__(self) -> SMNClient:
         return self
@@ -213,7 +189,7 @@ class SMNClient:
         """
         numbers = fields.check_endpoints(endpoints)
         extra = _sms_fields(message, sign_id, message_include_sign_flag, extend_code, extend_src_id)
-        path = f"/v2/{self._project_id}/notifications/sms"
+        path = f"/v2/{self._settings.project_id}/notifications/sms"
         results: list[EndpointResult] = []
         request_ids: list[str] = []
         size = fields.MAX_ENDPOINTS_PER_REQUEST
@@ -250,7 +226,7 @@ class SMNClient:
         checked_subject = fields.check_subject(subject)
         if checked_subject is not None:
             payload["subject"] = checked_subject
-        path = f"/v2/{self._project_id}/notifications/topics/{quote(urn, safe='')}/publish"
+        path = f"/v2/{self._settings.project_id}/notifications/topics/{quote(urn, safe='')}/publish"
         data, request_id = self._post(path, payload)
         message_id = data.get("message_id")
         if not isinstance(message_id, str):
@@ -265,7 +241,7 @@ class SMNClient:
             body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         except UnicodeEncodeError:
             raise SMNConfigError("request fields hold text that is not valid Unicode") from None
-        response = self._send(self._endpoint + path, body)
+        response = self._send(self._settings.endpoint + path, body)
         status, headers, content = response.status_code, response.headers, response.content
         if not 200 <= status < 300:
             raise error_from_response(status, headers, content, now=self._now())
@@ -285,13 +261,13 @@ class SMNClient:
                 url,
                 data=body,
                 headers=self._headers(url, body),
-                timeout=self._timeout,
-                verify=self._verify,
+                timeout=self._settings.timeout,
+                verify=self._settings.verify,
                 allow_redirects=False,
             )
         except (requests.RequestException, OSError) as exc:
             error = SMNConnectionError(
-                f"cannot reach SMN at {self._host}: {_why_unreachable(exc)} ({type(exc).__name__})"
+                f"cannot reach SMN at {self._settings.host}: {_why_unreachable(exc)} ({type(exc).__name__})"
             )
             # A traceback prints the cause's text too: for proxy errors that may be user:password@proxy.
             proxy_trouble = (requests.exceptions.ProxyError, requests.exceptions.InvalidURL)
@@ -299,20 +275,21 @@ class SMNClient:
 
     def _headers(self, url: str, body: bytes) -> dict[str, str]:
         """Return the request headers, signed with AK/SK or carrying the IAM token."""
+        settings = self._settings
         headers = {
             "Content-Type": CONTENT_TYPE,
-            "Host": self._host,
-            "X-Project-Id": self._project_id,
+            "Host": settings.host,
+            "X-Project-Id": settings.project_id,
             "X-Sdk-Date": signer.sdk_date(self._now()),
         }
-        if self._security_token is not None:
-            headers["X-Security-Token"] = self._security_token
-        if self._ak is not None and self._sk is not None:
+        if settings.security_token is not None:
+            headers["X-Security-Token"] = settings.security_token
+        if settings.ak is not None and settings.sk is not None:
             headers["Authorization"] = signer.authorization_header(
-                self._ak, self._sk, "POST", url, headers, body, signed_headers=list(headers)
+                settings.ak, settings.sk, "POST", url, headers, body, signed_headers=list(headers)
             )
-        elif self._auth_token is not None:
-            headers["X-Auth-Token"] = self._auth_token
+        elif settings.auth_token is not None:
+            headers["X-Auth-Token"] = settings.auth_token
         headers["User-Agent"] = f"smn-alert/{_version()}"
         return headers
 
@@ -327,17 +304,6 @@ class SMNClient:
         # locks, which the parent's worker may have held at the fork, and would deadlock the child.
         self._session, self._owns_session, self._session_pid = requests.Session(), True, pid
         return self._session
-
-
-def endpoint_for_region(region: str) -> str:
-    """Return SMN's endpoint URL for ``region`` (``cn-north-4`` -> ``https://smn.cn-north-4.myhuaweicloud.com``).
-
-    Raises:
-        SMNConfigError: ``region`` does not look like a Huawei Cloud region.
-    """
-    if not (isinstance(region, str) and _REGION.fullmatch(region)):
-        raise SMNConfigError(f"region={region!r:.40}: must look like cn-north-4 or ap-southeast-1")
-    return f"https://smn.{region}.{_REGION_DOMAINS.get(region, 'myhuaweicloud.com')}"
 
 
 def _sms_fields(
@@ -358,116 +324,6 @@ def _sms_fields(
             "message must start with its signature in 【】 when message_include_sign_flag is true"
         )
     return {name: value for name, value in candidates.items() if value is not None}
-
-
-def _setting(value: str | None, fallback: str | None) -> str | None:
-    """Return the given value, else the environment's, stripped; an empty string counts as unset."""
-    if value is not None and value != "":
-        return value
-    # A value pasted into the environment often brings a newline; sent as is, an SK gives 401s that count
-    # toward the gateway's lock-out after five bad signatures.
-    stripped = fallback.strip() if isinstance(fallback, str) else None
-    return stripped if stripped else None
-
-
-def _check_project_id(value: str | None) -> str:
-    if value is None:
-        raise SMNConfigError("project_id is required (or set HUAWEICLOUD_SDK_PROJECT_ID)")
-    if not (isinstance(value, str) and _PROJECT_ID.fullmatch(value)):
-        raise SMNConfigError(
-            f"project_id={value!r:.70}: must be letters and digits (the id from the console)"
-        )
-    return value
-
-
-def _resolve_endpoint(region: str | None, endpoint_url: str | None) -> str:
-    """Return the base URL: ``endpoint_url`` if set, else the region's endpoint."""
-    from_region = endpoint_for_region(region) if region is not None else None
-    if endpoint_url is None:
-        if from_region is None:
-            raise SMNConfigError("region or endpoint_url is required (or set HUAWEICLOUD_SDK_REGION)")
-        return from_region
-    if not isinstance(endpoint_url, str) or "@" in endpoint_url:
-        raise SMNConfigError("endpoint_url must be an http(s) URL without user info")
-    try:
-        parts = urlsplit(endpoint_url.strip())
-    except ValueError:
-        parts = urlsplit("")
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise SMNConfigError(
-            f"endpoint_url={_shown_url(parts)!r:.80}: must be http(s)://host[:port][/path], "
-            "without query or fragment"
-        )
-    return endpoint_url.strip().rstrip("/")
-
-
-def _shown_url(parts: SplitResult) -> str:
-    """Return scheme://host/path only: a query or fragment may hold a token (``?access_token=...``)."""
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-
-
-def _check_credentials(
-    ak: str | None, sk: str | None, auth_token: str | None
-) -> tuple[str | None, str | None, str | None]:
-    """Check that AK and SK come together, or that an IAM token is given; values never enter messages."""
-    if ak is not None and sk is None:
-        raise SMNConfigError("ak is set but sk is missing (or set HUAWEICLOUD_SDK_SK)")
-    if sk is not None and ak is None:
-        raise SMNConfigError("sk is set but ak is missing (or set HUAWEICLOUD_SDK_AK)")
-    if ak is None and auth_token is None:
-        raise SMNConfigError("credentials are required: ak and sk (HUAWEICLOUD_SDK_AK/_SK), or auth_token")
-    for name, key in (("ak", ak), ("sk", sk)):
-        if isinstance(key, str) and any(char.isspace() for char in key):
-            raise SMNConfigError(f"{name} must not contain spaces or line breaks (pasted with the key?)")
-    if ak is not None and not (isinstance(ak, str) and _AK.fullmatch(ak)):
-        raise SMNConfigError("ak must be the access key id (letters and digits)")
-    if sk is not None and not (isinstance(sk, str) and sk):
-        raise SMNConfigError("sk must be a non-empty string")
-    return ak, sk, _check_header_secret("auth_token", auth_token)
-
-
-def _check_header_secret(name: str, value: str | None) -> str | None:
-    if value is not None and not (isinstance(value, str) and _HEADER_TOKEN.fullmatch(value)):
-        raise SMNConfigError(f"{name} must be printable ASCII without spaces or line breaks")
-    return value
-
-
-def _check_timeout(value: object) -> Timeout:
-    """Return ``value`` as requests' timeout: seconds, or a ``(connect, read)`` pair; strings are parsed."""
-    if value is None:
-        return DEFAULT_TIMEOUT
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        connect, read = _seconds(value[0]), _seconds(value[1])
-        if connect is not None and read is not None:
-            return (connect, read)
-    seconds = _seconds(value)
-    if seconds is not None:
-        return seconds
-    raise SMNConfigError(f"timeout={value!r:.40}: must be seconds > 0 or a (connect, read) pair of them")
-
-
-def _seconds(value: object) -> float | None:
-    """Return a positive finite number of seconds from a number or a decimal string, else ``None``."""
-    if isinstance(value, str) and _SECONDS.fullmatch(value.strip()):
-        value = float(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
-        return float(value)
-    return None
-
-
-def _check_verify(value: object) -> bool | str:
-    """Return ``value`` as requests' ``verify``: a bool (also from words like "false") or an existing path."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        word = _VERIFY_WORDS.get(value.strip().lower())
-        if word is not None:
-            return word
-        if value and os.path.exists(value):
-            return value
-    raise SMNConfigError(
-        f"verify={value!r:.60}: must be true, false or the path of an existing CA bundle file or directory"
-    )
 
 
 def _why_unreachable(exc: Exception) -> str:

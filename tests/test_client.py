@@ -20,7 +20,8 @@ import pytest
 import requests
 import responses
 
-from smn_alert import answers, signer
+from smn_alert import answers, connection, signer
+from smn_alert import client as client_module
 from smn_alert.client import (
     DEFAULT_TIMEOUT,
     MISSING_CODE,
@@ -136,6 +137,15 @@ class TestImport:
         moved = (EndpointResult, SmsBatchResult, TopicPublishResult, error_from_response, parse_retry_after)
         assert moved == tuple(getattr(answers, thing.__name__) for thing in moved)
         assert MISSING_CODE == answers.MISSING_CODE
+
+    def test_connection_names_are_still_importable_from_the_client(self) -> None:
+        """ENV_* names, DEFAULT_TIMEOUT, Timeout and endpoint_for_region still come from smn_alert.client."""
+        names = ["DEFAULT_TIMEOUT", "Timeout", "endpoint_for_region"]
+        names += [name for name in connection.__all__ if name.startswith("ENV_")]
+        assert len(names) == 9
+        for name in names:
+            assert name in client_module.__all__
+            assert getattr(client_module, name) is getattr(connection, name)
 
 
 class TestConfiguration:
@@ -385,6 +395,17 @@ class TestRepr:
         """A token client's repr says it uses a token, not which."""
         made = make_client(ak=None, sk=None, auth_token=AUTH_TOKEN, security_token=SECURITY_TOKEN)
         assert_no_secret(repr(made), str(made))
+
+    def test_connection_settings_repr_hides_credentials(self) -> None:
+        """The resolved settings show endpoint and project in a repr, but no key or token."""
+        settings = connection.ConnectionSettings.resolve(
+            project_id=PROJECT, region="cn-north-4", ak=AK, sk=SK, security_token=SECURITY_TOKEN, environ={}
+        )
+        text = repr(settings)
+        assert BASE in text
+        assert PROJECT in text
+        assert AK not in text
+        assert_no_secret(text)
 
 
 class TestSmsWireFormat:
