@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, Optional, TextIO
 
 from smn_alert import __version__
-from smn_alert.client import (
+from smn_alert.config import ENV_ENDPOINTS, ENV_PREFIX, ENV_SIGN_ID, ENV_TOPIC_URN, PagerSettings, mask_secret
+from smn_alert.connection import (
     ENV_AK,
     ENV_ENDPOINT_URL,
     ENV_PROJECT_ID,
@@ -19,7 +20,6 @@ from smn_alert.client import (
     ENV_SECURITY_TOKEN,
     ENV_SK,
 )
-from smn_alert.config import ENV_ENDPOINTS, ENV_PREFIX, ENV_SIGN_ID, ENV_TOPIC_URN, PagerSettings, mask_secret
 from smn_alert.demo import DEMO_NUMBERS, DEMO_SETTINGS, run_demo
 from smn_alert.errors import SMNAuthError, SMNConfigError, SMNError
 from smn_alert.fields import mask_number

@@ -3,16 +3,42 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Optional, Union
 
 import pytest
 
+from smn_alert.config import ENV_ENDPOINTS, ENV_SIGN_ID
+from smn_alert.connection import ENV_AK, ENV_ENDPOINT_URL, ENV_PROJECT_ID, ENV_SK
 from smn_alert.errors import SMNError
 from smn_alert.senders import Delivery
+from smn_alert.testing import FakeSMNServer
 
 NUMBERS = ["+8613800000001", "+8613800000002"]
+SIGN_ID = "6be340e91e5241e4b5d85837e6709104"
+
+
+def fresh_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without any smn_alert or Huawei Cloud settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMN_ALERT_", "HUAWEICLOUD_SDK_"))}
+    return {**env, **extra}
+
+
+def smn_environment(server: FakeSMNServer, numbers: Sequence[str] = NUMBERS[:1]) -> dict[str, str]:
+    """A child's environment pointing an unchanged config at ``server``, as a user would export it."""
+    settings = server.settings()
+    return fresh_environment(
+        **{
+            ENV_ENDPOINTS: ",".join(numbers),
+            ENV_SIGN_ID: SIGN_ID,
+            ENV_ENDPOINT_URL: settings["endpoint_url"],
+            ENV_PROJECT_ID: settings["project_id"],
+            ENV_AK: settings["ak"],
+            ENV_SK: settings["sk"],
+        }
+    )
 
 
 class RecordingSender:

@@ -13,30 +13,18 @@ import pytest
 
 from smn_alert.testing import FakeSMNServer
 
+from .conftest import fresh_environment, smn_environment
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-ENVIRONMENT = {
-    "project_id": "HUAWEICLOUD_SDK_PROJECT_ID",
-    "endpoint_url": "SMN_ALERT_ENDPOINT_URL",
-    "ak": "HUAWEICLOUD_SDK_AK",
-    "sk": "HUAWEICLOUD_SDK_SK",
-}
-ONCALL = {"SMN_ALERT_ENDPOINTS": "+8613800000001", "SMN_ALERT_SIGN_ID": "6be340e91e5241e4b5d85837e6709104"}
 # The top-level keys of gunicorn.glogging.CONFIG_DEFAULTS, which gunicorn shallow-updates with logconfig_dict.
 GUNICORN_DEFAULT_KEYS = {"version", "disable_existing_loggers", "root", "loggers", "handlers", "formatters"}
 
 pytestmark = pytest.mark.subprocess
 
 
-def fresh_environment(**extra: str) -> dict[str, str]:
-    """This process's environment without smn_alert or Huawei Cloud settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMN_ALERT_", "HUAWEICLOUD_SDK_"))}
-    return {**env, **extra}
-
-
 def pointing_at(server: FakeSMNServer) -> dict[str, str]:
     """A fresh environment whose credentials, URL and on-call number point at ``server``."""
-    settings = {ENVIRONMENT[name]: value for name, value in server.settings().items()}
-    return fresh_environment(**settings, **ONCALL)
+    return smn_environment(server)
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -14,6 +14,8 @@ import pytest
 
 from smn_alert.testing import FakeSMNServer
 
+from .conftest import smn_environment
+
 pytestmark = pytest.mark.subprocess
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -26,18 +28,7 @@ needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="this platform h
 
 def environment(server: FakeSMNServer) -> dict[str, str]:
     """The child's environment: ours without any SMN settings, plus the fake server's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMN_ALERT_", "HUAWEICLOUD_SDK_"))}
-    settings = server.settings()
-    env.update(
-        SMN_ALERT_ENDPOINTS=",".join(NUMBERS),
-        SMN_ALERT_SIGN_ID=SIGN,
-        SMN_ALERT_ENDPOINT_URL=settings["endpoint_url"],
-        HUAWEICLOUD_SDK_PROJECT_ID=settings["project_id"],
-        HUAWEICLOUD_SDK_AK=settings["ak"],
-        HUAWEICLOUD_SDK_SK=settings["sk"],
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    return {**smn_environment(server, NUMBERS), "PYTHONUNBUFFERED": "1"}
 
 
 def run(server: FakeSMNServer, script: str, *args: str) -> subprocess.CompletedProcess[str]:
