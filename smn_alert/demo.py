@@ -10,8 +10,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
-from smn_alert.fields import mask_number
-from smn_alert.text import count_segments, sms_encoding
+from smn_alert.fields import is_mainland_china, mask_number
+from smn_alert.text import billed_segments, sms_encoding
 
 if TYPE_CHECKING:
     from smn_alert.testing import FakeSMNServer, ReceivedMessage
@@ -271,22 +271,25 @@ def _show_phones(messages: Sequence[ReceivedMessage], out: TextIO, style: _Style
     first: list[ReceivedMessage] = []
     for number in DEMO_NUMBERS:
         got = [message for message in messages if number in message.delivered]
-        segments = sum(count_segments(message.message) for message in got)
+        mainland = is_mainland_china(number)
+        segments = sum(billed_segments(message.message, mainland=mainland) for message in got)
         out.write(f"\n{style(mask_number(number), '36')}: {len(got)} SMS, {segments} billed segments\n")
         if first and got == first:
             out.write(f"  (the same {len(got)} SMS as {mask_number(DEMO_NUMBERS[0])})\n")
             continue
         first = first or got
         for message in got:
-            _show_sms(message, out, style)
+            _show_sms(message, mainland, out, style)
     out.write("\nSegments: GSM-7 holds 160 characters, then 153 per segment; one other character makes it\n")
     out.write("UCS-2 (70, then 67). SMN adds your signature; mainland China numbers always bill as UCS-2.\n")
 
 
-def _show_sms(message: ReceivedMessage, out: TextIO, style: _Style) -> None:
-    """Print one SMS: when it arrived, its segments and encoding, then its text."""
+def _show_sms(message: ReceivedMessage, mainland: bool, out: TextIO, style: _Style) -> None:
+    """Print one SMS: when it arrived, what it bills, its encoding, then its text."""
     text, when = message.message, time.strftime("%H:%M:%S", time.localtime(message.received_at))
-    about = f"{count_segments(text)} segment(s), {sms_encoding(text)}, {len(text)} characters"
+    billed = billed_segments(text, mainland=mainland)
+    how = " as UCS-2 (mainland number)" if mainland and sms_encoding(text) == "GSM-7" else ""
+    about = f"{billed} billed segment(s){how}, {sms_encoding(text)} text, {len(text)} characters"
     out.write(f"  {style(when, '1')}  {style(about, '2')}\n")
     out.write("".join(f"  | {line}\n" for line in text.splitlines()) + "\n")
 

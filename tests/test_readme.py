@@ -145,7 +145,7 @@ def demo_texts() -> list[str]:
     command = [sys.executable, "-m", "smn_alert", "demo"]
     result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
-    found = re.findall(r"segment\(s\), [^\n]*\n((?:  \| [^\n]*\n)+)", result.stdout)
+    found = re.findall(r"billed segment\(s\)[^\n]*\n((?:  \| [^\n]*\n)+)", result.stdout)
     return ["\n".join(line[4:] for line in text.splitlines()) for text in found]
 
 
