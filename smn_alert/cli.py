@@ -98,6 +98,11 @@ def _target_options() -> _Parser:
     )
     where.add_argument("--topic", metavar="URN", help=f"publish to this topic instead ({ENV_TOPIC_URN})")
     where.add_argument("--sign-id", metavar="ID", help=f"approved SMS signature id ({ENV_SIGN_ID})")
+    where.add_argument(
+        "--signature",
+        metavar="【NAME】",
+        help="instead of --sign-id: your approved signature, written at the head of the message",
+    )
     where.add_argument("--endpoint-url", metavar="URL", help="SMN base URL (SMN_ALERT_ENDPOINT_URL)")
     where.add_argument("--region", help="region such as cn-north-4 (HUAWEICLOUD_SDK_REGION)")
     where.add_argument("--project-id", metavar="ID", help="project id (HUAWEICLOUD_SDK_PROJECT_ID)")
@@ -150,6 +155,8 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, PagerSettings]:
     from smn_alert.client import SMNClient  # not at import: keeps `smn-alert --help` fast
 
     given = {"endpoints": args.to, "topic_urn": args.topic, "sign_id": args.sign_id}
+    if args.signature:  # message_include_sign_flag mode: the signature is part of the text
+        given.update(signature=args.signature, message_include_sign_flag="true")
     settings = PagerSettings.from_kwargs(**{name: value for name, value in given.items() if value})
     return SMNClient(endpoint_url=args.endpoint_url, region=args.region, project_id=args.project_id), settings
 
@@ -157,6 +164,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, PagerSettings]:
 def _deliver(client: Any, settings: PagerSettings, message: str, out: TextIO) -> int:
     """Send ``message`` once, print what happened for each recipient, return the exit status."""
     style = _Style(out)
+    message = (settings.signature or "") + message
     out.write(f"{len(message)} characters, {sms_encoding(message)}, {count_segments(message)} segment(s)\n")
     if settings.topic_urn is not None:
         topic = client.publish_to_topic(settings.topic_urn, message, subject=settings.subject)
@@ -205,7 +213,7 @@ def _shown(name: str, value: Optional[str]) -> str:
     return value
 
 
-def _missing(values: dict[str, Optional[str]]) -> list[str]:
+def _missing(values: dict[str, Optional[str]], signature: Optional[str] = None) -> list[str]:
     """Say what must be set before anything can be sent."""
     target = values["endpoints"] or values["topic_urn"]
     rules = (
@@ -219,7 +227,10 @@ def _missing(values: dict[str, Optional[str]]) -> list[str]:
             "credentials are not set: set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK",
         ),
         (target, f"nobody to page: set {ENV_ENDPOINTS} or {ENV_TOPIC_URN}, or pass --to or --topic"),
-        (values["sign_id"] or not values["endpoints"], f"sign_id is not set: set {ENV_SIGN_ID} or --sign-id"),
+        (
+            values["sign_id"] or signature or not values["endpoints"],
+            f"sign_id is not set: set {ENV_SIGN_ID}, or pass --sign-id or --signature",
+        ),
     )
     return [problem for ok, problem in rules if not ok]
 
@@ -231,7 +242,7 @@ def _run_check(args: argparse.Namespace, out: TextIO) -> int:
     for name, flag, env in _ROWS:
         values[name], source = _lookup(args, flag, env)
         out.write(f"  {name:<15} {_shown(name, values[name]):<40} {style(source, '2')}\n")
-    problems = _missing(values)
+    problems = _missing(values, args.signature)
     try:
         client, settings = _resolve(args) if not problems else (None, None)
     except (SMNConfigError, TypeError) as exc:

@@ -161,6 +161,13 @@ class TestSend:
         out = capsys.readouterr().out
         assert out.count("sent") == 2 and "+86138****0001" in out and NUMBER not in out
 
+    def test_with_a_signature_instead_of_a_sign_id(self, server: FakeSMNServer) -> None:
+        """--signature pages in flag mode: the 【sign】 heads the text and the flag is "true"."""
+        assert main(["send", "--to", NUMBER, "--signature", "【XX商城】", "db down"]) == EXIT_OK
+        [message] = server.messages
+        assert (message.message, message.sign_id) == ("【XX商城】db down", None)
+        assert message.message_include_sign_flag == "true"
+
     def test_some_refused(self, server: FakeSMNServer, capsys: pytest.CaptureFixture[str]) -> None:
         """Exit 1 when SMN refused some numbers; the refused number and its code are shown."""
         server.refuse(OTHER, "SMN.0160")
