@@ -39,6 +39,9 @@ _worker_threads: set[int] = set()
 def register(dispatcher: LiveDispatcher) -> None:
     """Have ``dispatcher`` reset in forked children and closed at exit, for as long as it lives."""
     _live.add(dispatcher)
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is not None and multiprocessing.parent_process() is not None:
+        _finalize_in_multiprocessing_child(None)  # built inside a pool child: close it on os._exit too
 
 
 @contextlib.contextmanager
@@ -72,6 +75,7 @@ class _Anchor:
     """Something alive for multiprocessing's after-fork registry to hold on to (it keeps weak refs)."""
 
     hooked = False
+    finalized_in = 0  # the pid whose multiprocessing finalizer is registered
 
 
 _mp_anchor = _Anchor()
@@ -90,9 +94,13 @@ def _before_fork() -> None:
 
 
 def _finalize_in_multiprocessing_child(_: object) -> None:
+    """Close every dispatcher when this multiprocessing child ends (once per process)."""
+    if _mp_anchor.finalized_in == os.getpid():
+        return
     import multiprocessing.util as mp_util
 
     mp_util.Finalize(None, _close_all, exitpriority=10)
+    _mp_anchor.finalized_in = os.getpid()
 
 
 def _close_all() -> None:

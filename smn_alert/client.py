@@ -123,6 +123,7 @@ class SMNClient:
         self._session = session
         self._owns_session = False
         self._session_pid = os.getpid()
+        self._closed = False
 
     @property
     def endpoint(self) -> str:
@@ -145,12 +146,24 @@ class SMNClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def prepare(self) -> None:
+        """Import the HTTP stack now, so that the first page needs no import.
+
+        Importing ``requests`` takes logging's module lock (urllib3 sets up its loggers), and
+        ``dictConfig`` holds that lock while it closes old handlers: a first page importing it then
+        would wait out the whole shutdown timeout. ``SMNHandler`` calls this when it is built.
+        """
+        import requests  # noqa: F401  (the import is the point)
+
+        _version()
+
     def close(self) -> None:
         """Close the session this client made (a session passed in is left open); idempotent.
 
         In a forked child the parent's session is only dropped, like in :meth:`_get_session`: closing it takes
         urllib3's pool locks, which the parent's worker may have held at the fork, and could hang the child.
         """
+        self._closed = True
         if self._owns_session and self._session is not None:
             if os.getpid() == self._session_pid:
                 self._session.close()
@@ -298,6 +311,8 @@ class SMNClient:
         pid = os.getpid()
         if self._session is not None and self._session_pid == pid:
             return self._session
+        if self._closed and self._session_pid == pid:  # a forked child's copy may still be used
+            raise SMNConnectionError(f"the client for {self._settings.host} is closed")
         import requests  # (`import smn_alert` must stay free of requests)
 
         # In a forked child, abandon the parent's session without closing it: closing takes urllib3's pool

@@ -31,6 +31,7 @@ MAX_CIRCUIT_COOLDOWN = 1800.0
 def build_sender(settings: PagerSettings) -> Sender:
     """Build the sender for ``settings.mode``: SmsBatchPublish to the numbers, or a topic publish."""
     client = SMNClient(**settings.connection)  # type: ignore[arg-type]
+    client.prepare()  # import requests now, not on the worker (see SMNClient.prepare)
     if settings.mode == "topic":
         assert settings.topic_urn is not None
         return TopicSender(client, settings.topic_urn, subject=settings.subject)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -111,6 +112,28 @@ class TestExit:
         done = run(smn_server, "multiprocessing_child.py")
         assert done.returncode == 0, done.stderr
         assert texts(smn_server) == ["ERROR app.pool: task failed in a pool child"]
+
+    @pytest.mark.parametrize("method", ["fork", "forkserver"])
+    def test_a_pool_child_whose_parent_never_paged_is_closed_on_exit(
+        self, smn_server: FakeSMNServer, method: str
+    ) -> None:
+        """A pager built inside a multiprocessing child sends its folded alert before os._exit."""
+        if method not in multiprocessing.get_all_start_methods():
+            pytest.skip(f"no {method} start method on this platform")
+        done = run(smn_server, "multiprocessing_fresh_child.py", method)
+        assert done.returncode == 0, done.stderr
+        paged = "\n".join(texts(smn_server))  # one page or two: the worker may fold them together
+        assert paged.count("first in the child") == 1 and paged.count("folded in the child") == 1
+
+    def test_reconfiguring_logging_right_after_an_error_does_not_stall(
+        self, smn_server: FakeSMNServer
+    ) -> None:
+        """dictConfig replacing a pager that is sending its first page: fast, and the page is delivered."""
+        done = run(smn_server, "reconfigure.py")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["reconfigure_seconds"] < 2.0
+        assert texts(smn_server) == ["ERROR app.boot: error during start-up"]
+        assert "not paged" not in done.stderr
 
     def test_close_twice_is_harmless(self, smn_server: FakeSMNServer) -> None:
         """close() twice, a log after close, and logging.shutdown() at exit: no error, no hang, one page."""
