@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, NamedTuple, Optional
 
+from smn_alert._secret_words import is_secret_key
+
 __all__ = [
     "IGNORED_LOGGERS",
     "MAX_SNAPSHOT_CHARS",
@@ -40,6 +42,7 @@ ExcInfo = tuple[type[BaseException], BaseException, Optional[TracebackType]]
 _EVENT_SKIP = frozenset(
     {"event", "level", "log_level", "logger", "logger_name", "timestamp", "exc_info", "exception", "stack"}
 )
+_NEEDS_QUOTES = re.compile(r"[\s'\"=]")
 # Keys structlog's render_to_log_kwargs passes as logging arguments rather than as record attributes.
 _KWARG_KEYS = frozenset({"event", "exc_info", "stack_info", "stacklevel"})
 
@@ -64,7 +67,12 @@ def _kv_value(value: object) -> str:
     Quoting keeps a value whole, so redaction hides all of ``password='x y z'``, not just ``x``.
     """
     text = _safe_str(value)
-    return repr(text) if any(char.isspace() or char in "'\"=" for char in text) else text
+    if not _NEEDS_QUOTES.search(text):
+        return text
+    # Wrap in the quote the text lacks, never escaping one: an escaped quote (\') would hide where a
+    # quoted secret inside it ends, and redaction must see password='x y' whole. (A secret-named key's
+    # value never gets here: it is masked by name.)
+    return f"'{text}'" if "'" not in text else f'"{text}"'
 
 
 def _type_name(exc_type: type) -> str:
@@ -224,7 +232,7 @@ class Alert(_AlertFields):
         """Snapshot a structlog event dict: the event is the template, key=value pairs follow it."""
         event = _safe_str(event_dict.get("event", ""))
         extras = " ".join(
-            f"{key}={_kv_value(value)}"
+            f"{key}={'***' if is_secret_key(key) else _kv_value(value)}"
             for key, value in event_dict.items()
             if key not in _EVENT_SKIP and not str(key).startswith("_")
         )

@@ -7,6 +7,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from typing import Literal, Union
 
+from smn_alert._secret_words import KEY_WORDS
 from smn_alert.errors import SMNConfigError
 
 __all__ = [
@@ -40,24 +41,22 @@ RedactPattern = Union[str, "re.Pattern[str]"]
 # Built-in patterns mark the secret part with a group named "secret" (so the key name stays readable),
 # or have no group at all (the whole match is the secret). Order matters: a header eats its whole line
 # before the narrower shapes look at it.
-_KEY_WORDS = (
-    r"passw(?:or)?d|passphrase|pwd|secret|token|credentials?|apikey"
-    r"|(?:api|access|secret|private|signing|encryption)[_-]?key"
-)
+_KEY_WORDS = KEY_WORDS
 _QUOTED_OR_BARE = (
     r"[\"']?[ \t]*[:=][ \t]*(?P<q>[\"'])?"
     # A bare value ends at white space, a quote or a query's "&", not at "," or ";" inside it
     # ("password=p@ss;w0rd" must not leak ";w0rd"); a trailing "," or ";" is punctuation, not secret.
-    r"(?P<secret>(?(q)(?:\\.|(?!(?P=q))[^\\\n])+|[^\s\"'&]*[^\s\"'&,;]))"
+    r"(?P<secret>(?(q)(?:\\.|(?!(?P=q))[^\\\n])+|[^\s\"'&]*[^\s\"'&,;)\]}]))"
 )
 _BUILTIN_SOURCES = (
     # Authorization: <anything to end of line>; Proxy-/X-Authorization, cookies, "Authorization": "..."
-    r"(?i)(?<![\w-])(?:[\w-]*-)?(?:authorization|set-cookie|cookie)[\"']?[ \t]*[:=][ \t]*"
+    r"(?i)(?<![\w-])(?:proxy-|x-)?(?:authorization|set-cookie|cookie)[\"']?[ \t]*[:=][ \t]*"
     r"(?P<q>[\"'])?(?P<secret>(?(q)[^\"'\n]+|[^\n]+))",
     # scheme://user:password@host: keep user and host.
-    r"(?i)\b[a-z][a-z0-9+.-]*://[^\s:/@]*:(?P<secret>[^\s/?#]+)@",
+    # (A scheme starts where no scheme character stands before it: linear time on "a.a.a.a...".)
+    r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://[^\s:/@]*:(?P<secret>[^\s/?#]+)@",
     # password=..., "api_key": "...", dbPassword: ..., ?token=..., sk=..., HUAWEICLOUD_SDK_SK=...
-    r"(?i)(?<![\w.-])(?:[\w.-]*?(?:" + _KEY_WORDS + r")|(?:[\w.-]*[_.-])?(?:pass|sk))" + _QUOTED_OR_BARE,
+    r"(?i)(?<![\w.-])(?:[\w.-]*?(?:" + _KEY_WORDS + r")|(?:[\w-]*[_-])?(?:pass|sk))" + _QUOTED_OR_BARE,
     # Bearer / Basic / Token credentials; a token of only lowercase letters is a word ("basic setup").
     r"\b(?i:bearer|basic|token)[ \t]+"
     r"(?P<secret>(?=[A-Za-z0-9._~+/-][a-z._~-]*[A-Z0-9+/=])[A-Za-z0-9._~+/-]{8,}=*)",

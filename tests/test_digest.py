@@ -318,3 +318,34 @@ class TestComposeProperties:
         held, dropped = min(held, sum(g.count for g in groups)), min(dropped, sum(g.count for g in groups))
         text = compose(groups, PageContext(prefix, held, T0, dropped, failed, max_length=limit))
         assert shown_counts(text, prefix) == sum(g.count for g in groups)
+
+
+class TestStructlogValues:
+    @pytest.mark.parametrize(
+        ("value", "secret"),
+        [
+            ("x y z", "x y z"),
+            ("host=\"db\" password='s3cr3t'", "s3cr3t"),
+            ({"password": "it's a secret"}, "it's a secret"),
+        ],
+    )
+    def test_secrets_in_structlog_values_are_hidden_whole(self, value: object, secret: str) -> None:
+        """A structlog value with spaces or quotes is quoted so that redaction hides all of a secret."""
+        alert = Alert.from_event_dict(
+            {"event": "login failed", "password": value, "dsn": value}, "app", 40, "ERROR"
+        )
+        text = compose([group(alert)], PageContext())
+        assert "login failed" in text
+        assert all(part not in text for part in secret.split() if len(part) > 2)
+
+    def test_secret_named_keys_are_masked_by_name(self) -> None:
+        """Values of keys named like secrets never reach the text, whatever their shape."""
+        event = {
+            "event": "call failed",
+            "apiKey": "plainword",
+            "db_password": 42,
+            "aws_sk": "x",
+            "task": "build",
+        }
+        alert = Alert.from_event_dict(event, "app", 40, "ERROR")
+        assert alert.message == "call failed apiKey=*** db_password=*** aws_sk=*** task=build"
