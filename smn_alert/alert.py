@@ -112,13 +112,13 @@ def _rendered_exc_parts(exception: object) -> tuple[str, str, str]:
     try:
         if isinstance(exception, str):
             return _parse_traceback_text(exception)
-        if isinstance(exception, list) and exception and isinstance(exception[-1], Mapping):
-            last = exception[-1]
-            frames = last.get("frames") or [{}]
+        if isinstance(exception, list) and exception and isinstance(exception[0], Mapping):
+            raised = exception[0]  # dict_tracebacks lists the raised exception first, then its causes
+            frames = raised.get("frames") or [{}]
             frame = frames[-1] if isinstance(frames[-1], Mapping) else {}
             where = f"{os.path.basename(str(frame.get('filename', '')))}:{frame.get('lineno', '')}"
             where += f" in {frame.get('name', '')}" if frame.get("name") else ""
-            return _safe_str(last.get("exc_type", "")), _safe_str(last.get("exc_value", "")), where
+            return _safe_str(raised.get("exc_type", "")), _safe_str(raised.get("exc_value", "")), where
     except Exception:
         pass
     return "", "", ""

@@ -176,8 +176,10 @@ class Dispatcher:
         """Return seconds to the pager's next deadline (None: until woken), capped by the close deadline."""
         with self._lock:
             now = self._clock()
-            wakeup = self._pager.next_wakeup(now)
             closing = self._closing
+            # Closing sends at once what may go: wake when the circuit or a backoff allows, not at the
+            # folding window's end.
+            wakeup = self._pager.blocked_until(now, final=True) if closing else self._pager.next_wakeup(now)
         delay = None if wakeup is None else max(0.0, wakeup - now)
         if closing:
             left = max(0.0, self._close_deadline - time.monotonic())

@@ -8,6 +8,7 @@ It subclasses ``logging.Handler``, not ``QueueHandler``, because ``dictConfig`` 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any, Callable, Optional, Union
 
@@ -87,7 +88,9 @@ class SMNHandler(logging.Handler):
             if len(self._ignored) < _MAX_NAME_CACHE:
                 self._ignored[record.name] = ignored
         # Any smn_alert worker's thread, ours or another pager's: two pagers must not page each other.
-        if ignored or on_worker_thread() or is_worker(record.thread):
+        # (A record from another process, relayed by a QueueListener, may carry a worker's thread id.)
+        from_worker = is_worker(record.thread) and record.process == os.getpid()
+        if ignored or on_worker_thread() or from_worker:
             return False
         return not was_paged(record)
 

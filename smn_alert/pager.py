@@ -384,7 +384,7 @@ class Pager:
     def _expire(self, now: float) -> None:
         """Give up alerts that waited longer than ``max_age`` behind an open circuit."""
         for key, group in list(self._groups.items()):
-            if now - group.first_mono > self.retry.max_age:
+            if now - group.first_mono >= self.retry.max_age:  # >=: next_wakeup wakes exactly then
                 del self._groups[key]
                 self.counters.failed += group.waiting
                 self._failed_unreported += group.waiting

@@ -62,7 +62,8 @@ def build_dispatcher(
 
     def segments(text: str, recipient: str) -> int:
         # Per number: mainland China numbers bill as UCS-2. A topic counts once per publish.
-        return billed_segments(text, signature=signature, mainland=is_mainland_china(recipient))
+        mainland = not recipient.startswith("urn:") and is_mainland_china(recipient)
+        return billed_segments(text, signature=signature, mainland=mainland)
 
     def make_pager() -> Pager:
         return Pager(

@@ -181,6 +181,23 @@ class TestClose:
         assert time.monotonic() - started < 1.0 + 0.9
         sender.release.set()
 
+    def test_close_sends_once_a_short_circuit_closes(self, sender: RecordingSender) -> None:
+        """A circuit that reopens before the close deadline: close() sends then, not at the window's end."""
+        sender.outcomes = [SMNAuthError("bad signature", status=401, code="APIG.0301")]
+
+        def make_pager() -> Pager:
+            breaker = CircuitBreaker(0.3, 1.0)
+            return Pager(PageContext(), TokenBucket(50, 600.0), breaker, RetryPolicy(), window=300.0)
+
+        dispatcher = Dispatcher(sender, make_pager, shutdown_timeout=3.0)
+        dispatcher.submit(alert("first"))
+        assert dispatcher.flush(2.0) is True  # failed; the circuit is open for 0.3 s
+        dispatcher.submit(alert("second"))
+        started = time.monotonic()
+        dispatcher.close()
+        assert time.monotonic() - started < 2.0
+        assert any("second" in text for text in sender.texts) and dispatcher.stats()["pending"] == 0
+
     def test_close_does_not_wait_for_a_circuit_that_stays_open(self, sender: RecordingSender) -> None:
         """After an auth failure, close() returns at once: nothing could go out before its deadline."""
         sender.outcomes = [SMNAuthError("bad signature", status=401, code="APIG.0301")]

@@ -186,6 +186,25 @@ class TestExceptions:
         assert "charge failed" in message.message
         assert "ValueError" in message.message and "card declined" in message.message, message.message
 
+    def test_after_dict_tracebacks_the_raised_exception_is_named_not_its_cause(
+        self, make: Callable[..., Any], smn_server: FakeSMNServer
+    ) -> None:
+        """With dict_tracebacks and a chained error, the page names what was raised, not the cause."""
+        processor = make()
+        configure(
+            structlog.processors.add_log_level, structlog.processors.dict_tracebacks, processor, render()
+        )
+        try:
+            try:
+                deep(3)
+            except ValueError as cause:
+                raise RuntimeError("order worker crashed") from cause
+        except RuntimeError:
+            structlog.get_logger().exception("worker stopped")
+        [message] = smn_server.wait_for_messages(1)
+        assert "RuntimeError: order worker crashed" in message.message, message.message
+        assert "ValueError" not in message.message
+
 
 class TestNoFeedbackLoop:
     def test_events_of_smn_alert_and_its_http_stack_never_page(self) -> None:
