@@ -29,6 +29,8 @@ __all__ = ["DEFAULT_CAPACITY", "DEFAULT_SHUTDOWN_TIMEOUT", "Dispatcher", "is_wor
 DEFAULT_CAPACITY = 10_000
 #: Seconds ``close()`` and a bare ``flush()`` wait for pending pages.
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+#: Seconds before starting the worker thread is tried again after it failed (often "can't start new thread").
+THREAD_RETRY = 1.0
 #: Kinds of alerts counted one by one while the buffer is full (one sample's text kept each); more are
 #: counted together as "other kinds", so a flood of distinct messages cannot grow memory.
 MAX_OVERFLOW_KINDS = 100
@@ -84,7 +86,8 @@ class Dispatcher:
         self._pager = self._make_pager()
         self._worker: Optional[threading.Thread] = None
         self.worker_ident: Optional[int] = None
-        self._no_thread = False
+        self._no_thread = False  # the last try to start the worker failed ...
+        self._thread_failed_at = 0.0  # ... at this time.monotonic(); tried again a second later
         self._closing = False
         self._close_deadline = 0.0
         self._flushers = 0
@@ -131,16 +134,18 @@ class Dispatcher:
 
     def _start_worker(self) -> None:
         with self._lock:
-            if self._worker is not None or self._no_thread:
+            if self._worker is not None:
+                return
+            if self._no_thread and time.monotonic() - self._thread_failed_at < THREAD_RETRY:
                 return
             worker = threading.Thread(target=self._run, name=self._name, daemon=True)
             try:
                 worker.start()
             except RuntimeError as error:  # late in shutdown, or out of threads: page on callers' threads
-                self._no_thread = True
+                self._no_thread, self._thread_failed_at = True, time.monotonic()
                 reason = str(error)
             else:
-                self._worker, self.worker_ident = worker, worker.ident
+                self._worker, self.worker_ident, self._no_thread = worker, worker.ident, False
                 return
         self._say("thread", "smn_alert could not start its thread (%s); flush() and close() send", reason)
 
@@ -191,7 +196,10 @@ class Dispatcher:
             now = self._clock()
             self._drain(now)
             closing = self._closing
-            return self._pager.take_due(now, force=closing or self._flushers > 0, override_budget=closing)
+            page = self._pager.take_due(now, force=closing or self._flushers > 0, override_budget=closing)
+        if page is not None and page.trouble:
+            self._say("compose", "%s", page.trouble)
+        return page
 
     def _drain(self, now: float) -> None:
         buffer, pager = self._buffer, self._pager

@@ -84,6 +84,7 @@ class Page:
     held: bool
     dropped: int
     failed_before: int
+    trouble: Optional[str] = None  # why the text is a plain fallback (composing failed), for the log
 
 
 @dataclasses.dataclass
@@ -287,9 +288,9 @@ class Pager:
             dropped=self._dropped_unreported,
             failed_before=self._failed_unreported,
         )
-        text = _compose_safely(groups, context, alerts)
+        text, trouble = _compose_safely(groups, context, alerts)
         self._groups = {}  # only now: a failure above leaves every alert where it was
-        page = Page(text, groups, alerts, held, context.dropped, context.failed_before)
+        page = Page(text, groups, alerts, held, context.dropped, context.failed_before, trouble)
         self._dropped_unreported = self._failed_unreported = 0
         self._in_flight = page.alerts
         self._open_window(now, groups)
@@ -392,12 +393,13 @@ class Pager:
             self._attempt, self._paid, self._not_before = 0, False, 0.0
 
 
-def _compose_safely(groups: list[Group], context: PageContext, alerts: int) -> str:
-    """Compose the page; if composing fails (a bug), send a plain page rather than lose the alerts."""
+def _compose_safely(groups: list[Group], context: PageContext, alerts: int) -> tuple[str, Optional[str]]:
+    """Compose the page; if composing fails (a bug), a plain page and why, rather than lose the alerts."""
     try:
-        return compose([group.summary() for group in groups], context)
-    except Exception:
-        return f"smn_alert: {alerts} alerts; their text could not be written (see the smn_alert log)"
+        return compose([group.summary() for group in groups], context), None
+    except Exception as error:
+        plain = f"smn_alert: {alerts} alerts; their text could not be written (see the smn_alert log)"
+        return plain, f"composing a page failed ({type(error).__name__}): a plain page goes out instead"
 
 
 def _describe(error: SMNError) -> str:

@@ -181,6 +181,26 @@ class TestClose:
         assert time.monotonic() - started < 1.0 + 0.9
         sender.release.set()
 
+    def test_a_failed_thread_start_is_tried_again(
+        self, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Out of threads once ("can't start new thread"): a later alert starts the worker after all."""
+        real_start = threading.Thread.start
+
+        def refuse(self: threading.Thread) -> None:
+            raise RuntimeError("can't start new thread")
+
+        monkeypatch.setattr("smn_alert.dispatcher.THREAD_RETRY", 0.0)
+        monkeypatch.setattr(threading.Thread, "start", refuse)
+        dispatcher = make_dispatcher(sender)
+        dispatcher.submit(alert("first"))
+        assert dispatcher.worker_ident is None
+        monkeypatch.setattr(threading.Thread, "start", real_start)
+        dispatcher.submit(alert("second"))
+        assert dispatcher.worker_ident is not None
+        assert "first" in sender.wait_for(1)[0] and sender.threads[0] == "smn_alert"
+        dispatcher.close()
+
     def test_close_sends_once_a_short_circuit_closes(self, sender: RecordingSender) -> None:
         """A circuit that reopens before the close deadline: close() sends then, not at the window's end."""
         sender.outcomes = [SMNAuthError("bad signature", status=401, code="APIG.0301")]

@@ -134,6 +134,7 @@ class TestFirstPageAndFolding:
         pager.add(alert(), clock())
         page = pager.take_due(clock())
         assert page is not None and page.text.startswith("smn_alert: 1 alerts")
+        assert page.trouble is not None and "RuntimeError" in page.trouble  # the dispatcher logs it
         deliver(pager, page, clock())
         assert pager.counters.sent == 1 and ledger(pager) == 1
 
