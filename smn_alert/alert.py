@@ -38,7 +38,6 @@ IGNORED_LOGGERS = ("smn_alert", "urllib3", "requests")
 #: What makes two alerts "the same problem": logger, level, template, exception type and innermost frame.
 Fingerprint = tuple[str, int, str, str, str]
 
-ExcInfo = tuple[type[BaseException], BaseException, Optional[TracebackType]]
 _EVENT_SKIP = frozenset(
     {"event", "level", "log_level", "logger", "logger_name", "timestamp", "exc_info", "exception", "stack"}
 )

@@ -9,6 +9,7 @@ from typing import Literal, Union
 
 from smn_alert._secret_words import KEY_WORDS
 from smn_alert.errors import SMNConfigError
+from smn_alert.fields import MAX_MESSAGE_LENGTH
 
 __all__ = [
     "BRACKETS",
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 #: An SMS message is at most this many characters (SmsBatchPublish, and what topic SMS subscribers get).
-DEFAULT_MAX_LENGTH = 490
+DEFAULT_MAX_LENGTH = MAX_MESSAGE_LENGTH
 #: What a secret is replaced with; ``*`` is GSM-7, so redaction never makes an SMS bill as UCS-2.
 REDACTED = "***"
 #: Brackets that must not reach a phone, and what replaces them: a topic refuses ``[]``/``【】``, and with a
