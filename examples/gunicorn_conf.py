@@ -7,7 +7,13 @@
   re-sends what the master had pending. No ``post_fork`` hook is needed, and ``preload_app`` is fine.
 - Gunicorn merges this dict into its defaults key by key (a shallow update), so it defines every
   top-level key gunicorn's own defaults have: ``root``, ``loggers``, ``handlers``, ``formatters``.
-- Each process has its own SMS budget: with 4 workers, up to 4 x budget SMS per budget_period.
+- Each process has its own SMS budget, the master's included (it pages ``gunicorn.error``): with 4 workers,
+  5 budgets share SMN's limit of 60 SMS per number per hour and 200 per 12 hours. Each process gets
+  2 SMS per 20 minutes and 15 per 12 hours. A budget starts full and the last page at exit overspends it
+  by one, so one process sends at most 2 + 6 + 1 = 9 in any hour and 2 x 15 + 1 = 31 in any 12 hours:
+  45 and 155 for the five. A worker gunicorn replaces starts with a full budget (at most 3 SMS more that
+  hour). With more workers, lower the numbers: tests/test_examples.py checks them against SMN's limits.
+- Keep the console handlers: the pager sends only what is at its level, folded into digests.
 - Numbers, signature and credentials come from the environment (SMN_ALERT_*, HUAWEICLOUD_SDK_*).
 
     python examples/gunicorn_conf.py   # shows the page a worker sends (no gunicorn needed)
@@ -37,6 +43,11 @@ logconfig_dict: dict[str, Any] = {
             "level": "ERROR",
             "region": "cn-north-4",
             "prefix": "shop-web",
+            # For the master and 4 workers (see above); with more workers, divide again.
+            "budget": 2,
+            "budget_period": 1200,
+            "budget_12h": 15,
+            "window": 600,  # a digest every 10 minutes at most: what the budget allows in a long incident
         },
     },
     "loggers": {
