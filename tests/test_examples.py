@@ -3,21 +3,90 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
-from smn_alert.testing import FakeSMNServer
+from smn_alert import SMNHandler
+from smn_alert.config import PagerSettings
+from smn_alert.pipeline import TWELVE_HOURS
+from smn_alert.testing import FakeClock, FakeSMNServer
 
-from .conftest import fresh_environment, smn_environment
+from .conftest import NUMBERS, SIGN_ID, RecordingSender, fresh_environment, smn_environment
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # The top-level keys of gunicorn.glogging.CONFIG_DEFAULTS, which gunicorn shallow-updates with logconfig_dict.
 GUNICORN_DEFAULT_KEYS = {"version", "disable_existing_loggers", "root", "loggers", "handlers", "formatters"}
+
+#: SMN's limits per number (SMN.0057, shared/docs/smn-api.md): at most this many SMS in any so many seconds.
+SMN_PER_NUMBER_LIMITS = {3600.0: 60, TWELVE_HOURS: 200}
+#: Keys of a dictConfig handler entry that dictConfig itself takes; the rest go to the handler's class.
+DICTCONFIG_OWN_KEYS = {"class", "formatter", "filters"}
+
+# Appended to a program that configured logging. On every logger that holds an SMNHandler, and in structlog
+# when an SMNProcessor is in its chain, it logs a WARNING (below every pager's level: nothing is paged) and
+# prints where it did. Each warning must then be on stdout or stderr: a recipe keeps a console next to the
+# pager, so what is paged (and what is not, such as Celery's `ready.` line) still shows where it did before.
+CONSOLE_CHECK = textwrap.dedent(
+    """
+    def console_check():
+        import logging, sys
+        from smn_alert import SMNHandler, SMNProcessor
+        manager = logging.Logger.manager
+        loggers = [logging.getLogger()] + [
+            obj for obj in manager.loggerDict.values() if isinstance(obj, logging.Logger)
+        ]
+        paged = []
+        for logger in loggers:
+            if any(isinstance(handler, SMNHandler) for handler in logger.handlers):
+                paged.append(logger.name)
+                logger.warning("console check on %s", logger.name)
+        structlog = sys.modules.get("structlog")
+        if structlog is not None:
+            if any(isinstance(p, SMNProcessor) for p in structlog.get_config()["processors"]):
+                paged.append("structlog")
+                structlog.get_logger().warning("console check on structlog")
+        print("PAGERS ON:", ",".join(paged), flush=True)
+    """
+)
+
+
+def console_gaps(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The pagers of a run of CONSOLE_CHECK whose logger's warning reached neither stdout nor stderr."""
+    lines = [line for line in result.stdout.splitlines() if line.startswith("PAGERS ON: ")]
+    assert len(lines) == 1, result.stdout + result.stderr
+    names = [name for name in lines[0][len("PAGERS ON: ") :].split(",") if name]
+    assert names, "no pager found: nothing was checked"
+    console = result.stdout + result.stderr
+    return [name for name in names if f"console check on {name}" not in console]
+
+
+def load_example(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` as a module, without running its ``__main__`` part."""
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def most_sms(settings: PagerSettings, seconds: float) -> float:
+    """The most SMS one process's pager can send to a number in any ``seconds``.
+
+    Each bucket of the budget starts full and refills while it is spent, so it yields at most its capacity
+    plus what refills in ``seconds``; a page takes a token from every bucket, so the smallest such bound
+    holds; and the last page at shutdown goes out even with the budget spent: one more.
+    """
+    buckets = [(settings.budget, settings.budget_period), (settings.budget_12h, TWELVE_HOURS)]
+    return min(capacity * (1 + seconds / period) for capacity, period in buckets) + 1
+
 
 pytestmark = pytest.mark.subprocess
 
@@ -68,6 +137,42 @@ class TestExamplesRun:
         assert f"  | {paged}" in result.stdout
 
 
+# How each example configures logging, as a program of its own run in examples/.
+EXAMPLE_CONFIGS = {
+    "logging.json": "import json, logging.config\n"
+    "logging.config.dictConfig(json.load(open('logging.json', encoding='utf-8')))",
+    "logging.yaml": "import yaml, logging.config\n"
+    "logging.config.dictConfig(yaml.safe_load(open('logging.yaml', encoding='utf-8')))",
+    "django_settings.py": "import logging.config, django_settings\n"
+    "logging.config.dictConfig(django_settings.LOGGING)",
+    "flask_app.py": "import logging.config, flask_app\nlogging.config.dictConfig(flask_app.LOGGING)",
+    "gunicorn_conf.py": "import logging.config, gunicorn_conf\n"
+    "logging.config.dictConfig(gunicorn_conf.logconfig_dict)",
+    "structlog_app.py": "import structlog_app\nstructlog_app.configure()",
+}
+# Examples whose logging configuration is one of the files above.
+CONFIG_READERS = {"dictconfig_json.py": "logging.json", "yaml_config.py": "logging.yaml"}
+
+
+class TestConsoleKept:
+    @pytest.mark.parametrize("name", sorted(EXAMPLE_CONFIGS))
+    def test_every_logger_with_a_pager_also_writes_to_the_console(self, name: str) -> None:
+        """Configured as the example does, each logger that pages also shows its records on the console."""
+        code = f"{EXAMPLE_CONFIGS[name]}\n{CONSOLE_CHECK}\nconsole_check()\n"
+        with FakeSMNServer() as server:
+            result = run(["-c", code], pointing_at(server))
+            assert result.returncode == 0, result.stderr
+            assert server.messages == []
+        assert console_gaps(result) == []
+
+    def test_every_example_is_checked(self) -> None:
+        """A new example (or configuration file) must be added to EXAMPLE_CONFIGS to be checked."""
+        files = {p.name for p in EXAMPLES.iterdir() if p.suffix in {".py", ".json", ".yaml"}}
+        assert files - {"_local_smn.py"} == set(EXAMPLE_CONFIGS) | set(CONFIG_READERS)
+        for reader, config in CONFIG_READERS.items():
+            assert config in (EXAMPLES / reader).read_text(encoding="utf-8")
+
+
 class TestDjangoSettings:
     def test_logging_feeds_dictconfig_without_django(self) -> None:
         """Importing the settings module needs no Django; its LOGGING, given to dictConfig, pages errors."""
@@ -90,12 +195,51 @@ class TestDjangoSettings:
 class TestGunicornConf:
     def test_survives_gunicorns_shallow_merge(self) -> None:
         """logconfig_dict defines every top-level key of gunicorn's defaults, so none of them dangles."""
-        spec = importlib.util.spec_from_file_location("gunicorn_conf", EXAMPLES / "gunicorn_conf.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = load_example("gunicorn_conf")
         assert set(module.logconfig_dict) >= GUNICORN_DEFAULT_KEYS
         assert callable(module.worker_exit)
+
+    @staticmethod
+    def pager_settings() -> dict[str, Any]:
+        """What dictConfig gives SMNHandler from the example's ``pager`` entry (numbers come from outside)."""
+        entry = load_example("gunicorn_conf").logconfig_dict["handlers"]["pager"]
+        assert entry["class"] == "smn_alert.SMNHandler"
+        settings = {key: value for key, value in entry.items() if key not in DICTCONFIG_OWN_KEYS}
+        return {"endpoints": NUMBERS[:1], "sign_id": SIGN_ID, **settings}
+
+    @pytest.mark.parametrize(("seconds", "limit"), SMN_PER_NUMBER_LIMITS.items(), ids=["hour", "12h"])
+    def test_master_and_workers_together_stay_within_smns_limits(self, seconds: float, limit: int) -> None:
+        """The master and every worker page one number on budgets of their own: together under SMN's limit."""
+        module = load_example("gunicorn_conf")
+        handler = SMNHandler(sender=RecordingSender(), **self.pager_settings())
+        handler.close()
+        processes = module.workers + 1  # the master pages too: gunicorn.error and the preloaded app
+        most = processes * most_sms(handler.settings, seconds)
+        assert most <= limit, f"{processes} processes may send {most:g} SMS in {seconds:g} s"
+
+    @pytest.mark.parametrize("seconds", SMN_PER_NUMBER_LIMITS, ids=["hour", "12h"])
+    def test_the_bound_holds_for_the_example_pager_paging_flat_out(
+        self, seconds: float, sender: RecordingSender
+    ) -> None:
+        """A pager with the example's settings, an error a minute and a flush each time, then closed,
+        sends no more than most_sms() says, and not much fewer: the bound counts what the pager does."""
+        clock = FakeClock()
+        handler = SMNHandler(sender=sender, clock=clock, **self.pager_settings())
+        log = logging.getLogger("examples.flat_out")
+        log.propagate = False
+        log.addHandler(handler)
+        try:
+            for minute in range(int(seconds // 60)):
+                if minute:
+                    clock.advance(60)
+                log.error("checkout failed (%d)", minute)
+                handler.flush(timeout=1)  # returns at once when the budget is spent
+            handler.close()  # the last page at shutdown, within the same window
+        finally:
+            log.removeHandler(handler)
+            log.propagate = True
+        bound = most_sms(handler.settings, seconds)
+        assert bound - 2 <= len(sender.texts) <= bound
 
     def test_a_forked_worker_pages_its_own_alert_and_never_the_masters(self) -> None:
         """A forked child pages its own error; the master's pending digest goes out once, by the master."""

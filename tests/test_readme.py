@@ -17,6 +17,7 @@ from smn_alert.config import CONNECTION_SETTINGS, PAGER_SETTINGS
 from smn_alert.testing import FakeSMNServer
 
 from .conftest import smn_environment
+from .test_examples import CONSOLE_CHECK, console_gaps
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -28,8 +29,10 @@ TEST_COMMAND = 'python3 -m venv .venv && .venv/bin/pip install -e ".[test]" && .
 
 # Runs one README block in a fresh interpreter, as a user's program would run it. A block that only defines
 # LOGGING is given to dictConfig; the Celery block runs against a stand-in for celery.signals when Celery is
-# not installed (it is not a dependency), and its pool-child exit is played with os._exit, which skips atexit.
-HARNESS = textwrap.dedent(
+# not installed (it is not a dependency), logs what a Celery worker logs (its `ready.` line, a task's
+# traceback), and its pool-child exit is played with os._exit, which skips atexit. Every block then has
+# CONSOLE_CHECK look for a console next to each pager.
+HARNESS = CONSOLE_CHECK + textwrap.dedent(
     """
     import json, logging, logging.config, os, runpy, sys, types
     kind, path = sys.argv[1], sys.argv[2]
@@ -67,7 +70,14 @@ HARNESS = textwrap.dedent(
         runpy.run_path(path, run_name="tasks")
         signals.setup_logging.send(loglevel="INFO")
         assert logging.getLogger().handlers, "setup_logging did not configure logging"
+        logging.getLogger("celery.worker.consumer.consumer").info("celery@worker1 ready.")
+        try:
+            {}["customer"]
+        except KeyError:
+            trace = logging.getLogger("celery.app.trace")
+            trace.error("Task tasks.charge[7f3a] raised: KeyError", exc_info=True)
         log.error("README celery block")
+        console_check()
         signals.worker_process_shutdown.send(pid=os.getpid(), exitcode=0)
         os._exit(0)
     else:
@@ -75,6 +85,7 @@ HARNESS = textwrap.dedent(
         if "LOGGING" in namespace:
             logging.config.dictConfig(namespace["LOGGING"])
             log.error("README LOGGING block")
+    console_check()
     """
 )
 
@@ -94,8 +105,8 @@ def environment(server: FakeSMNServer) -> dict[str, str]:
     return smn_environment(server)
 
 
-def run_block(kind: str, body: str, tmp_path: Path) -> list[str]:
-    """Run a README block against a fresh FakeSMNServer; return the SMS texts it received."""
+def run_block(kind: str, body: str, tmp_path: Path) -> tuple[list[str], subprocess.CompletedProcess[str]]:
+    """Run a README block against a fresh FakeSMNServer; return the SMS texts it received, and the run."""
     path = tmp_path / f"block.{kind}"
     path.write_text(body, encoding="utf-8")
     with FakeSMNServer() as server:
@@ -103,23 +114,38 @@ def run_block(kind: str, body: str, tmp_path: Path) -> list[str]:
         env = environment(server)
         result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60, env=env)
         assert result.returncode == 0, result.stderr
-        return [message.message for message in server.wait_for_messages(1)]
+        return [message.message for message in server.wait_for_messages(1)], result
 
 
 @pytest.mark.subprocess
 class TestCodeBlocks:
     @pytest.mark.parametrize("body", [b for b in blocks("python") if "def test_" not in b], ids=block_id)
     def test_python_block_pages(self, body: str, tmp_path: Path) -> None:
-        """Each Python block, run as a program with credentials in the environment, sends a page."""
-        texts = run_block("python", body, tmp_path)
+        """Each Python block, run as a program with credentials in the environment, sends a page, and
+        every logger it pages from also writes to the console."""
+        texts, result = run_block("python", body, tmp_path)
         assert all(len(text) <= 490 for text in texts)
+        assert console_gaps(result) == []
 
     @pytest.mark.parametrize("kind", ["json", "yaml", "ini"])
     def test_config_blocks_configure_a_working_pager(self, kind: str, tmp_path: Path) -> None:
-        """Each JSON, YAML and INI block, given to dictConfig or fileConfig, pages an ERROR."""
+        """Each JSON, YAML and INI block, given to dictConfig or fileConfig, pages an ERROR and shows it on
+        the console."""
         [body] = blocks(kind)
-        texts = run_block(kind, body, tmp_path)
+        texts, result = run_block(kind, body, tmp_path)
         assert any(f"README {kind} block" in text for text in texts)
+        assert f"README {kind} block" in result.stderr
+        assert console_gaps(result) == []
+
+    def test_celery_block_keeps_celerys_own_console_output(self, tmp_path: Path) -> None:
+        """With the Celery recipe, the worker's `ready.` line and a task's traceback still reach the
+        console, and the task's error is paged."""
+        [body] = [b for b in blocks("python") if "celery.signals" in b]
+        texts, result = run_block("python", body, tmp_path)
+        assert "celery@worker1 ready." in result.stderr
+        assert "Task tasks.charge[7f3a] raised: KeyError" in result.stderr
+        assert "Traceback (most recent call last):" in result.stderr
+        assert any("celery.app.trace: Task tasks.charge(7f3a) raised: KeyError" in text for text in texts)
 
     def test_pytest_block_passes(self, tmp_path: Path) -> None:
         """The smn_server fixture example is a passing test in a project of its own."""
@@ -231,6 +257,11 @@ class TestReference:
         names = re.findall(r"^\| `\w+` \| `(\w+)` \|", README, re.MULTILINE)
         assert len(names) >= 9
         assert [name for name in names if f'"{name}"' not in source] == []
+
+    def test_uwsgi_advice_names_the_fork_hooks_option(self) -> None:
+        """uWSGI forks from C: the pre-fork section says how to have Python's fork hooks run."""
+        section = README.split("## Pre-fork servers", 1)[1].split("\n## ", 1)[0]
+        assert "`--py-call-uwsgi-fork-hooks`" in section and "os.register_at_fork" in section
 
     def test_contents_links_resolve(self) -> None:
         """Every #anchor link points at a heading."""
