@@ -1,14 +1,17 @@
-"""``FakeSMNServer``'s API-gateway checks: X-Auth-Token or AK/SK signature, date skew, access-key lock-out."""
+"""``FakeSMNServer``'s API-gateway checks: X-Auth-Token or AK/SK signature, date skew, access-key lock-out.
+
+Signatures are checked by the fake's own code (``_fake_canonical``), never by the client's ``signer``.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import threading
-from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Callable
 
-from smn_alert import signer
+from smn_alert import _fake_canonical as canonical
 from smn_alert._fake_wire import Refusal, Request
 
 __all__ = ["Authenticator"]
@@ -21,6 +24,16 @@ def _refusal(why: str) -> Refusal:
 def _same(given: str, expected: str) -> bool:
     """Constant-time comparison that also accepts non-ASCII input (``compare_digest`` on str does not)."""
     return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8"))
+
+
+def _declared_hash_problem(req: Request, signed: tuple[str, ...]) -> str | None:
+    """Refuse a signed ``X-Sdk-Content-Sha256`` that is neither ``UNSIGNED-PAYLOAD`` nor the body's hash."""
+    if "x-sdk-content-sha256" not in signed or not req.body:
+        return None
+    declared = req.headers["x-sdk-content-sha256"].strip()
+    if declared in (canonical.UNSIGNED_PAYLOAD, hashlib.sha256(req.body).hexdigest()):
+        return None
+    return "X-Sdk-Content-Sha256 is neither UNSIGNED-PAYLOAD nor the SHA-256 of the body"
 
 
 class Authenticator:
@@ -52,10 +65,10 @@ class Authenticator:
             if self._token is None or not _same(token, self._token):
                 raise _refusal("the X-Auth-Token is not valid")
             return
-        parsed = signer.parse_authorization(req.headers.get("authorization", ""))
+        parsed = canonical.parse(req.headers.get("authorization", ""))
         if parsed is None:
             raise _refusal("no SDK-HMAC-SHA256 Authorization header and no X-Auth-Token")
-        access = parsed["Access"]
+        access = parsed.access
         with self._lock:
             self._refuse_if_locked(access)
             problem = self._problem(parsed, req)
@@ -84,27 +97,28 @@ class Authenticator:
         if count >= self._lock_after:
             self._locked_until[access] = self._clock() + self._lock_seconds
 
-    def _problem(self, parsed: Mapping[str, str], req: Request) -> str | None:
+    def _problem(self, parsed: canonical.Credentials, req: Request) -> str | None:
         """Say what is wrong with the signature, or ``None`` when it is right."""
-        if not _same(parsed["Access"], self._ak):
+        if not _same(parsed.access, self._ak):
             return "the access key is unknown"
-        signed = [name for name in parsed["SignedHeaders"].lower().split(";") if name]
+        signed = parsed.signed_headers
         required = {"content-type", "host", "x-sdk-date"} | ({"x-project-id"} & req.headers.keys())
         missing = sorted(required - set(signed)) + sorted(set(signed) - req.headers.keys())
         if missing:
             return f"headers not signed or not sent: {', '.join(missing)}"
-        date_problem = self._date_problem(req.headers["x-sdk-date"])
-        if date_problem is not None:
-            return date_problem
-        headers = {name: req.headers[name] for name in signed}
-        expected, _ = signer.signature(self._sk, req.method, req.target, headers, req.body, signed)
-        return None if _same(parsed["Signature"], expected) else "verify aksk signature fail"
+        problem = self._date_problem(req.headers["x-sdk-date"]) or _declared_hash_problem(req, signed)
+        if problem is not None:
+            return problem
+        expected = canonical.expected_signature(
+            self._sk, req.method, req.target, req.headers, signed, req.body
+        )
+        return None if _same(parsed.signature, expected) else "verify aksk signature fail"
 
     def _date_problem(self, value: str) -> str | None:
         try:
-            moment = datetime.strptime(value, signer.DATE_FORMAT).replace(tzinfo=timezone.utc)
+            moment = datetime.strptime(value, canonical.DATE_FORMAT).replace(tzinfo=timezone.utc)
         except ValueError:
-            return f"X-Sdk-Date {value[:20]!r} is not in {signer.DATE_FORMAT} form"
+            return f"X-Sdk-Date {value[:20]!r} is not in {canonical.DATE_FORMAT} form"
         if abs(self._wall_clock() - moment.timestamp()) > self._skew_limit:
             return f"X-Sdk-Date is more than {self._skew_limit:g} s off the server's clock"
         return None

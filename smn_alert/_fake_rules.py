@@ -1,4 +1,7 @@
-"""``FakeSMNServer``'s SMN rules: which API a request calls, body validation, 200 answers with results."""
+"""``FakeSMNServer``'s SMN rules: which API a request calls, body validation, 200 answers with results.
+
+Bodies are judged by the fake's own table (``_fake_table``), never by the client's ``smn_alert.fields``.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
-from smn_alert import fields
+from smn_alert import _fake_table as table
 from smn_alert._fake_wire import CODE_INVALID, Answer, Refusal, Request, json_answer, new_id
-from smn_alert.errors import SMNConfigError
 
 __all__ = [
     "Api",
@@ -24,10 +26,8 @@ __all__ = [
     "sms_results",
 ]
 
-_TOPIC_FORBIDDEN = ("[", "]", "【", "】")
 _SMS_PATH = re.compile(r"/v2/([^/]+)/notifications/sms")
 _TOPIC_PATH = re.compile(r"/v2/([^/]+)/notifications/topics/([^/]+)/publish")
-_SIGNATURE_HEAD = re.compile(r"【[^【】]+】")
 
 
 def serve(
@@ -104,81 +104,30 @@ def json_object(body: bytes) -> dict[str, Any]:
     return data
 
 
-def _checked(status: int, code: str, check: Callable[[], Any]) -> Any:
-    """Run a ``fields`` check and turn its ``SMNConfigError`` into an SMN error answer."""
-    try:
-        return check()
-    except SMNConfigError as exc:
-        raise Refusal(status, code, str(exc)) from None
-
-
-def _check_endpoints(value: object) -> list[str]:
-    if not (isinstance(value, list) and value and all(isinstance(item, str) for item in value)):
-        raise Refusal(
-            400, "SMN.0012", "Parameter: endpoints must be a non-empty list of phone-number strings."
-        )
-    if len(value) > fields.MAX_ENDPOINTS_PER_REQUEST:
-        raise Refusal(
-            400,
-            "SMN.0159",
-            f"{len(value)} endpoints; at most {fields.MAX_ENDPOINTS_PER_REQUEST} per request.",
-        )
-    return value
-
-
-def _check_flag(value: object) -> str | None:
-    if isinstance(value, bool):
-        raise Refusal(
-            400,
-            CODE_INVALID,
-            'message_include_sign_flag must be the string "true" or "false", not a JSON boolean.',
-        )
-    if value is not None and value not in ("true", "false"):
-        raise Refusal(400, CODE_INVALID, 'message_include_sign_flag must be the string "true" or "false".')
-    return value
+def _enforce(rules: tuple[table.Rule, ...], data: Mapping[str, Any]) -> None:
+    """Refuse ``data`` by the first rule of ``rules`` it breaks."""
+    for rule in rules:
+        if rule.broken(data):
+            raise Refusal(rule.status, rule.code, rule.message)
 
 
 def check_sms(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate a SmsBatchPublish body by the seed's rules; return its fields."""
-    endpoints = _check_endpoints(data.get("endpoints"))
-    message = _checked(403, "SMN.0009", lambda: fields.check_message(data.get("message")))
-    flag, sign_id = _check_flag(data.get("message_include_sign_flag")), data.get("sign_id")
-    if flag == "true" and not _SIGNATURE_HEAD.match(message):
-        raise Refusal(
-            403, "SMN.0009", 'With message_include_sign_flag "true" the message must start with 【sign】.'
-        )
-    if flag != "true" or sign_id is not None:
-        _checked(400, "SMN.0080", lambda: fields.check_sign(sign_id, None))
-    extend_code = _checked(400, CODE_INVALID, lambda: fields.check_extend_code(data.get("extend_code")))
-    src_id = data.get("extend_src_id")
-    if src_id is not None and not isinstance(src_id, str):
-        raise Refusal(400, CODE_INVALID, "extend_src_id must be a string of 1 to 8 digits.")
-    _checked(400, CODE_INVALID, lambda: fields.check_extend_src_id(src_id))
-    return {
-        "endpoints": tuple(endpoints), "message": message, "sign_id": sign_id,
-        "message_include_sign_flag": flag, "extend_code": extend_code, "extend_src_id": src_id,
-    }  # fmt: skip
+    """Validate a SmsBatchPublish body by the fake's table of the seed's rules; return its fields."""
+    _enforce(table.SMS_RULES, data)
+    named = ("message", "sign_id", "message_include_sign_flag", "extend_code", "extend_src_id")
+    return {"endpoints": tuple(data["endpoints"]), **{name: data.get(name) for name in named}}
 
 
 def check_topic(urn: str, project_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """Validate a topic publish by SMN's rules for topics with SMS subscribers; return its fields."""
-    try:
-        fields.check_topic_urn(urn)
-    except SMNConfigError:
-        raise Refusal(404, "SMN.0006", "Topic not found.") from None
-    if urn.split(":")[3] != project_id:
+    if not table.TOPIC_URN.fullmatch(urn) or urn.split(":")[3] != project_id:
         raise Refusal(404, "SMN.0006", "Topic not found.")
-    message = _checked(403, "SMN.0009", lambda: fields.check_message(data.get("message")))
-    if any(char in message for char in _TOPIC_FORBIDDEN):
-        raise Refusal(400, CODE_INVALID, "A message published to a topic must not contain [ ] 【 】.")
-    subject = _checked(400, CODE_INVALID, lambda: fields.check_subject(data.get("subject")))
-    return {"topic_urn": urn, "message": message, "subject": subject}
+    _enforce(table.TOPIC_RULES, data)
+    return {"topic_urn": urn, "message": data["message"], "subject": data.get("subject")}
 
 
 def _endpoint_result(endpoint: str, refused: Mapping[str, tuple[str, str]]) -> dict[str, str]:
-    try:
-        fields.check_endpoint(endpoint)
-    except SMNConfigError:
+    if not table.ENDPOINT_RULE.fullmatch(endpoint):
         return {"endpoint": endpoint, "code": "SMN.0160", "message": "Invalid phone number."}
     if endpoint in refused:
         code, message = refused[endpoint]

@@ -1,7 +1,16 @@
 """AK/SK request signing (``SDK-HMAC-SHA256``) as Huawei Cloud's API gateway checks it.
 
-Pure functions: the same inputs always give the same signature, so the client signs with them and
-``FakeSMNServer`` verifies with them. The steps follow ``smn-api.md`` section 3.
+Pure functions: the same inputs always give the same signature. The rules are those of Huawei's official
+Python signer (``huaweicloudsdkcore``), pinned by requests it signed (``tests/data/signer-official.json``):
+
+- the path is percent-decoded as a whole, then split on ``/`` and each segment encoded with only ``~`` safe
+  (so ``a%2Fb`` is signed as two segments ``a/b``), and a ``/`` is appended;
+- the query pairs are decoded, sorted by their decoded ``(key, value)``, then encoded (so ``a~`` sorts
+  before ``a%C3%A9``, as ``~`` sorts before ``é``);
+- a body whose ``Content-Type`` is not JSON is sent with ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD``, and a
+  signed ``X-Sdk-Content-Sha256`` stands in for the body's hash (an empty body always hashes as empty).
+
+``FakeSMNServer`` checks signatures with its own code (``smn_alert._fake_canonical``), not with this module.
 """
 
 from __future__ import annotations
@@ -14,11 +23,15 @@ from urllib.parse import quote, unquote, urlsplit
 
 __all__ = [
     "ALGORITHM",
+    "CONTENT_SHA256_HEADER",
     "DATE_FORMAT",
+    "UNSIGNED_PAYLOAD",
     "authorization_header",
     "canonical_request",
+    "content_headers",
     "parse_authorization",
     "sdk_date",
+    "sign",
     "signature",
 ]
 
@@ -26,6 +39,11 @@ __all__ = [
 ALGORITHM = "SDK-HMAC-SHA256"
 #: Format of the ``X-Sdk-Date`` header (UTC).
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+#: Header that, when signed, stands in for the body's hash in the canonical request.
+CONTENT_SHA256_HEADER = "X-Sdk-Content-Sha256"
+#: Its value for a body that is not signed (what the official signer sends for a non-JSON body).
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 def sdk_date(now: datetime | None = None) -> str:
@@ -34,20 +52,32 @@ def sdk_date(now: datetime | None = None) -> str:
     return moment.astimezone(timezone.utc).strftime(DATE_FORMAT)
 
 
+def _encode(text: str) -> str:
+    """Percent-encode ``text`` as UTF-8, leaving only letters, digits and ``-_.~`` as they are."""
+    return quote(text, safe="~")
+
+
 def _canonical_uri(path: str) -> str:
-    """Percent-decode, re-encode each segment with ``safe="~"``, and end with ``/`` (signing only)."""
-    segments = [quote(unquote(segment), safe="~") for segment in path.split("/")]
-    uri = "/".join(segments) or "/"
+    """Decode the whole path, encode each ``/``-separated segment, and end with ``/`` (signing only)."""
+    uri = "/".join(_encode(segment) for segment in unquote(path).split("/")) or "/"
     return uri if uri.endswith("/") else uri + "/"
 
 
 def _canonical_query(query: str) -> str:
-    """Sort the ``key=value`` pairs and encode both sides with ``safe="~"``."""
+    """Decode the ``key=value`` pairs, sort them as decoded text, then encode both sides."""
     pairs = []
     for item in query.split("&") if query else []:
         key, _, value = item.partition("=")
-        pairs.append((quote(unquote(key), safe="~"), quote(unquote(value), safe="~")))
-    return "&".join(f"{key}={value}" for key, value in sorted(pairs))
+        pairs.append((unquote(key), unquote(value)))
+    return "&".join(f"{_encode(key)}={_encode(value)}" for key, value in sorted(pairs))
+
+
+def _payload_hash(signed: Mapping[str, str], body: bytes) -> str:
+    """Return the body's hex SHA-256, or a signed ``X-Sdk-Content-Sha256`` in its place (not for no body)."""
+    if not body:
+        return _EMPTY_SHA256
+    declared = signed.get(CONTENT_SHA256_HEADER.lower(), "").strip()
+    return declared or hashlib.sha256(body).hexdigest()
 
 
 def _signed_names(headers: Mapping[str, str], names: Iterable[str] | None) -> list[str]:
@@ -73,11 +103,15 @@ def canonical_request(
 
     Returns:
         ``(canonical_request, signed_headers)``.
+
+    Raises:
+        KeyError: A name in ``signed_headers`` is not in ``headers``.
     """
     parts = urlsplit(url)
     lowered = {name.lower(): value for name, value in headers.items()}
     names = _signed_names(headers, signed_headers)
-    canonical_headers = "".join(f"{name}:{lowered[name].strip()}\n" for name in names)
+    chosen = {name: lowered[name] for name in names}
+    canonical_headers = "".join(f"{name}:{value.strip()}\n" for name, value in chosen.items())
     signed = ";".join(names)
     lines = [
         method.upper(),
@@ -85,7 +119,7 @@ def canonical_request(
         _canonical_query(parts.query),
         canonical_headers,
         signed,
-        hashlib.sha256(body).hexdigest(),
+        _payload_hash(chosen, body),
     ]
     return "\n".join(lines), signed
 
@@ -118,6 +152,41 @@ def authorization_header(
     """Return the ``Authorization`` header value that signs this request with ``ak``/``sk``."""
     digest, signed = signature(sk, method, url, headers, body, signed_headers)
     return f"{ALGORITHM} Access={ak}, SignedHeaders={signed}, Signature={digest}"
+
+
+def content_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Return the ``X-Sdk-Content-Sha256`` header the official signer adds for these headers, if any.
+
+    A request whose ``Content-Type`` is given and is not ``application/json...`` (a form, a file) is signed
+    with ``UNSIGNED-PAYLOAD`` in place of its body's hash; the header must then be sent and signed too.
+    """
+    content_type = next((value for name, value in headers.items() if name.lower() == "content-type"), "")
+    if not content_type or content_type.startswith("application/json"):
+        return {}
+    return {CONTENT_SHA256_HEADER: UNSIGNED_PAYLOAD}
+
+
+def sign(ak: str, sk: str, method: str, url: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]:
+    """Return ``headers`` plus what the official signer adds, all of them signed, as a request should go.
+
+    Added: ``Host`` from ``url`` when missing, ``X-Sdk-Content-Sha256`` for a non-JSON body (see
+    :func:`content_headers`) and ``Authorization``. ``headers`` must hold ``X-Sdk-Date``.
+
+    Raises:
+        ValueError: ``headers`` has no ``X-Sdk-Date``, or no ``Host`` and ``url`` names no host.
+    """
+    names = {name.lower() for name in headers}
+    if "x-sdk-date" not in names:
+        raise ValueError("X-Sdk-Date header is required to sign a request")
+    out = dict(headers)
+    if "host" not in names:
+        host = urlsplit(url).netloc
+        if not host:
+            raise ValueError("a Host header, or a URL with a host, is required to sign a request")
+        out["Host"] = host
+    out.update(content_headers(headers))
+    out["Authorization"] = authorization_header(ak, sk, method, url, out, body)
+    return out
 
 
 def parse_authorization(value: str) -> dict[str, str] | None:

@@ -1,13 +1,23 @@
-"""Tests for smn_alert.signer: Huawei's published vector and each canonicalization rule."""
+"""Tests for smn_alert.signer: Huawei's published vector, the official signer's requests, each rule."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from smn_alert import signer
+
+#: Requests signed by Huawei's official Python signer; the repo's copy of ../shared/vectors/.
+OFFICIAL_FILE = Path(__file__).parent / "data" / "signer-official.json"
+SHARED_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "signer-official.json"
+OFFICIAL = json.loads(OFFICIAL_FILE.read_text(encoding="utf-8"))
+CASES = OFFICIAL["cases"]
 
 VECTOR_URL = (
     "https://service.region.example.com/v1/77b6a44cba5143ab91d13ab9a8ff44fd/vpcs"
@@ -32,45 +42,72 @@ def query_of(url: str) -> str:
     return signer.canonical_request("GET", url, HEADERS, b"")[0].split("\n")[2]
 
 
-class TestPublishedVector:
-    def test_signature_matches_huawei_guide(self) -> None:
-        """Huawei's published example request signs to the published signature."""
-        digest, signed = signer.signature(VECTOR_SK, "GET", VECTOR_URL, VECTOR_HEADERS, b"")
-        assert (digest, signed) == (VECTOR_SIGNATURE, "content-type;host;x-sdk-date")
+def hash_of(headers: dict[str, str], body: bytes, signed: list[str] | None = None) -> str:
+    return signer.canonical_request("POST", "/x", {**HEADERS, **headers}, body, signed)[0].split("\n")[-1]
 
-    def test_authorization_header_format(self) -> None:
-        """The Authorization header has the gateway's exact layout."""
-        value = signer.authorization_header(VECTOR_AK, VECTOR_SK, "GET", VECTOR_URL, VECTOR_HEADERS, b"")
-        assert value == (
-            f"SDK-HMAC-SHA256 Access={VECTOR_AK}, SignedHeaders=content-type;host;x-sdk-date, "
-            f"Signature={VECTOR_SIGNATURE}"
+
+def url_of(case: dict[str, Any]) -> str:
+    return "https://" + case["host"] + case["uri_sent"]
+
+
+def official_headers(case: dict[str, Any]) -> dict[str, str]:
+    """The headers the official signer sent: the case's, Host, and any other it lists as signed."""
+    lines = case["canonical_request"].split("\n")
+    listed = dict(line.partition(":")[::2] for line in lines[3 : lines.index("", 3)])
+    given = {**case["headers"], "Host": case["host"]}
+    return {**given, **{name: listed[name] for name in listed.keys() - {name.lower() for name in given}}}
+
+
+def authorization_of(case: dict[str, Any], url: str) -> str:
+    headers, body = official_headers(case), case["body"].encode()
+    return signer.authorization_header(OFFICIAL["ak"], OFFICIAL["sk"], case["method"], url, headers, body)
+
+
+class TestOfficialSigner:
+    def test_repo_copy_is_the_shared_file(self) -> None:
+        """tests/data holds the very file in ../shared/vectors, so the suite needs no ../shared."""
+        if not SHARED_FILE.exists():
+            pytest.skip(f"{SHARED_FILE} is not beside this checkout")
+        assert OFFICIAL_FILE.read_bytes() == SHARED_FILE.read_bytes()
+
+    def test_file_holds_the_fourteen_cases(self) -> None:
+        """All 14 cases are there, each with every field the tests read."""
+        assert len(CASES) == 14 and len({case["name"] for case in CASES}) == 14
+        fields = {"name", "method", "host", "path", "query", "headers", "body", "canonical_request"}
+        assert all(fields | {"authorization", "uri_sent"} <= case.keys() for case in CASES)
+
+    @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
+    def test_canonical_request_is_the_official_one(self, case: dict[str, Any]) -> None:
+        """The canonical request of each official case is the official signer's, byte for byte."""
+        headers, body = official_headers(case), case["body"].encode()
+        assert (
+            signer.canonical_request(case["method"], url_of(case), headers, body)[0]
+            == case["canonical_request"]
         )
 
-    def test_canonical_request_layout(self) -> None:
-        """The canonical request has a blank line before SignedHeaders and ends with the body hash."""
-        request, _ = signer.canonical_request("GET", VECTOR_URL, VECTOR_HEADERS, b"")
-        assert request == (
-            "GET\n"
-            "/v1/77b6a44cba5143ab91d13ab9a8ff44fd/vpcs/\n"
-            "limit=2&marker=13551d6b-755d-4757-b956-536f674975c0\n"
-            "content-type:application/json\n"
-            "host:service.region.example.com\n"
-            "x-sdk-date:20191115T033655Z\n"
-            "\n"
-            "content-type;host;x-sdk-date\n" + hashlib.sha256(b"").hexdigest()
-        )
+    @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
+    def test_authorization_is_the_official_one(self, case: dict[str, Any]) -> None:
+        """The Authorization header of each official case is the official signer's."""
+        assert authorization_of(case, url_of(case)) == case["authorization"]
 
-    def test_any_change_changes_the_signature(self) -> None:
-        """Changing the body, the method or a signed header gives another signature."""
-        base = signer.signature(VECTOR_SK, "GET", VECTOR_URL, VECTOR_HEADERS, b"")[0]
-        other_host = {**VECTOR_HEADERS, "Host": "other.example.com"}
-        variants = [
-            signer.signature(VECTOR_SK, "GET", VECTOR_URL, VECTOR_HEADERS, b"x")[0],
-            signer.signature(VECTOR_SK, "POST", VECTOR_URL, VECTOR_HEADERS, b"")[0],
-            signer.signature(VECTOR_SK, "GET", VECTOR_URL, other_host, b"")[0],
-            signer.signature(VECTOR_SK + "x", "GET", VECTOR_URL, VECTOR_HEADERS, b"")[0],
-        ]
-        assert base not in variants
+    @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
+    def test_query_in_the_callers_order_signs_the_same(self, case: dict[str, Any]) -> None:
+        """The path as handed to the official signer and its query in the caller's order sign the same."""
+        query = "&".join(f"{quote(key, safe='~')}={quote(value, safe='~')}" for key, value in case["query"])
+        url = "https://" + case["host"] + case["path"] + (f"?{query}" if query else "")
+        assert authorization_of(case, url) == case["authorization"]
+
+    @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
+    def test_sign_sends_what_the_official_signer_sends(self, case: dict[str, Any]) -> None:
+        """sign() adds what the official signer adds (X-Sdk-Content-Sha256 for a form) and signs it all."""
+        given = {**case["headers"], "Host": case["host"]}
+        sent = signer.sign(
+            OFFICIAL["ak"], OFFICIAL["sk"], case["method"], url_of(case), given, case["body"].encode()
+        )
+        expected = {**official_headers(case), "Authorization": case["authorization"]}
+        assert {name.lower(): value for name, value in sent.items()} == {
+            name.lower(): value for name, value in expected.items()
+        }
 
 
 class TestCanonicalUri:
@@ -94,10 +131,19 @@ class TestCanonicalUri:
             ("/topics/urn:smn:x/publish", "/topics/urn%3Asmn%3Ax/publish/"),
             ("/a%20b/c~d", "/a%20b/c~d/"),
             ("/%7Euser", "/~user/"),
+            ("/告警", "/%E5%91%8A%E8%AD%A6/"),
         ],
     )
     def test_segments_are_reencoded(self, path: str, expected: str) -> None:
         """Each segment is decoded then encoded with only '~' safe, so ':' is signed as %3A."""
+        assert uri_of(path) == expected
+
+    @pytest.mark.parametrize(
+        ("path", "expected"),
+        [("/topics/a%2Fb", "/topics/a/b/"), ("/a%2F%2Fb", "/a//b/"), ("/a%2f", "/a/")],
+    )
+    def test_encoded_slash_splits_the_segment(self, path: str, expected: str) -> None:
+        """The path is decoded as a whole before splitting, so %2F inside a segment is signed as '/'."""
         assert uri_of(path) == expected
 
 
@@ -116,6 +162,71 @@ class TestCanonicalQuery:
     def test_pairs_are_sorted_and_encoded(self, url: str, expected: str) -> None:
         """Query pairs are sorted by key then value and encoded with only '~' safe."""
         assert query_of(url) == expected
+
+    @pytest.mark.parametrize(
+        ("url", "expected"),
+        [
+            ("/x?a%C3%A9=2&a~=1&a=3", "a=3&a~=1&a%C3%A9=2"),
+            ("/x?aé=2&a%7E=1", "a~=1&a%C3%A9=2"),
+            ("/x?b=1&a%2Bz=2&a+y=3", "a%2By=3&a%2Bz=2&b=1"),
+        ],
+    )
+    def test_pairs_are_sorted_as_decoded_text(self, url: str, expected: str) -> None:
+        """Pairs sort by their decoded text, not their encoding: '~' (U+007E) comes before 'é' (%C3%A9)."""
+        assert query_of(url) == expected
+
+
+class TestBodyHash:
+    @pytest.mark.parametrize(
+        "content_type",
+        ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/plain"],
+    )
+    def test_non_json_body_is_sent_unsigned(self, content_type: str) -> None:
+        """A body that is not JSON gets X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD, like the official signer."""
+        assert signer.content_headers({"content-TYPE": content_type}) == {
+            "X-Sdk-Content-Sha256": "UNSIGNED-PAYLOAD"
+        }
+
+    @pytest.mark.parametrize("headers", [{"Content-Type": "application/json;charset=UTF-8"}, {}])
+    def test_json_or_no_content_type_is_hashed(self, headers: dict[str, str]) -> None:
+        """JSON, or no Content-Type at all, is signed by the body's hash: no extra header."""
+        assert signer.content_headers(headers) == {}
+
+    def test_signed_content_sha256_stands_in_for_the_body(self) -> None:
+        """A signed X-Sdk-Content-Sha256 is the hash line, so the body itself is not signed."""
+        declared = {"X-Sdk-Content-Sha256": "UNSIGNED-PAYLOAD"}
+        assert hash_of(declared, b"a=1") == "UNSIGNED-PAYLOAD"
+        assert signer.signature("sk", "POST", "/x", {**HEADERS, **declared}, b"a=1") == signer.signature(
+            "sk", "POST", "/x", {**HEADERS, **declared}, b"a=2"
+        )
+
+    def test_unsigned_content_sha256_does_not_unsign_the_body(self) -> None:
+        """An X-Sdk-Content-Sha256 left out of the signed headers cannot stop the body being signed."""
+        declared = {"X-Sdk-Content-Sha256": "UNSIGNED-PAYLOAD"}
+        assert hash_of(declared, b"a=1", ["host", "x-sdk-date"]) == hashlib.sha256(b"a=1").hexdigest()
+
+    def test_empty_body_hashes_as_empty(self) -> None:
+        """With no body the hash line is the empty string's hash, whatever X-Sdk-Content-Sha256 says."""
+        assert hash_of({"X-Sdk-Content-Sha256": "UNSIGNED-PAYLOAD"}, b"") == hashlib.sha256(b"").hexdigest()
+
+
+class TestSign:
+    def test_adds_host_from_the_url(self) -> None:
+        """Without a Host header, sign() adds the URL's host and signs it."""
+        sent = signer.sign(
+            "ak", "sk", "GET", "https://h.example.com/x", {"X-Sdk-Date": "20240506T070809Z"}, b""
+        )
+        assert sent["Host"] == "h.example.com"
+        assert "SignedHeaders=host;x-sdk-date," in sent["Authorization"]
+
+    @pytest.mark.parametrize(
+        ("url", "headers", "needed"),
+        [("https://h/x", {"Host": "h"}, "X-Sdk-Date"), ("/x", {"X-Sdk-Date": "20240506T070809Z"}, "Host")],
+    )
+    def test_refuses_what_it_cannot_sign(self, url: str, headers: dict[str, str], needed: str) -> None:
+        """A missing X-Sdk-Date, or no host anywhere, is a ValueError naming it."""
+        with pytest.raises(ValueError, match=needed):
+            signer.sign("ak", "sk", "GET", url, headers, b"")
 
 
 class TestHeaders:

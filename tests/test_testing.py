@@ -1,17 +1,24 @@
 from __future__ import annotations
 
+import ast
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
+from requests.utils import requote_uri
 
-from smn_alert import signer
+import smn_alert
+from smn_alert import _fake_canonical, _fake_table, fields, signer
+from smn_alert._fake_auth import Authenticator
+from smn_alert._fake_wire import Refusal, Request
 from smn_alert.testing import FakeClock, FakeSMNServer
 
 pytest_plugins = ["pytester"]
@@ -19,6 +26,11 @@ pytest_plugins = ["pytester"]
 SIGN_ID = "6be340e91e5241e4b5d85837e6709104"
 ALICE, BOB = "+8613800000000", "+8613900000000"
 NOON = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+#: Requests signed by Huawei's official Python signer (a copy of ../shared/vectors/signer-official.json).
+OFFICIAL = json.loads((Path(__file__).parent / "data" / "signer-official.json").read_text(encoding="utf-8"))
+OFFICIAL_IDS = [case["name"] for case in OFFICIAL["cases"]]
+#: The SmsBatchPublish page the fake's rules come from, when ../shared is beside the checkout.
+SEED_FILES = sorted((Path(__file__).resolve().parents[1].parent / "shared" / "seed").glob("*.txt"))
 
 
 def sign(
@@ -375,6 +387,205 @@ class TestTopicPublish:
         """A URN of another project, or not a URN at all, is answered 404 topic not found."""
         response = post(http, server, topic_path(server, urn), {"message": "db down"})
         assert error_of(response) == (404, "SMN.0006")
+
+
+def official_headers(case: dict[str, Any]) -> dict[str, str]:
+    """The headers the official signer sent for ``case`` (lower-case names), Authorization included."""
+    lines = case["canonical_request"].split("\n")
+    listed = dict(line.partition(":")[::2] for line in lines[3 : lines.index("", 3)])
+    given = {name.lower(): value for name, value in case["headers"].items()}
+    return {**listed, **given, "host": case["host"], "authorization": case["authorization"]}
+
+
+def official_time(case: dict[str, Any]) -> float:
+    moment = datetime.strptime(case["headers"]["X-Sdk-Date"], "%Y%m%dT%H%M%SZ")
+    return moment.replace(tzinfo=timezone.utc).timestamp()
+
+
+def official_gateway(case: dict[str, Any]) -> Authenticator:
+    """The fake's gateway checks, for the official AK/SK, at the time the case was signed."""
+    return Authenticator(
+        OFFICIAL["ak"], OFFICIAL["sk"], auth_token=None, skew_limit=900.0, lock_after=5, lock_seconds=300.0,
+        clock=FakeClock(), wall_clock=lambda: official_time(case),
+    )  # fmt: skip
+
+
+def official_request(case: dict[str, Any], target: str | None = None) -> Request:
+    body = case["body"].encode("utf-8")
+    return Request(case["method"], target or case["uri_sent"], official_headers(case), body, "r", 0.0)
+
+
+class TestOfficialSignatures:
+    @pytest.mark.parametrize("case", OFFICIAL["cases"], ids=OFFICIAL_IDS)
+    def test_gateway_accepts_the_official_signers_request(self, case):
+        """Each request Huawei's official signer signed passes the fake's signature check."""
+        official_gateway(case).check(official_request(case))
+
+    @pytest.mark.parametrize("case", OFFICIAL["cases"], ids=OFFICIAL_IDS)
+    def test_gateway_rebuilds_the_official_canonical_request(self, case):
+        """The fake computes the official canonical request from the request as it arrives."""
+        signed = _fake_canonical.parse(case["authorization"])
+        assert signed is not None
+        body, headers = case["body"].encode(), official_headers(case)
+        rebuilt = _fake_canonical.canonical_request(
+            case["method"], case["uri_sent"], headers, signed.signed_headers, body
+        )
+        assert rebuilt == case["canonical_request"]
+
+    @pytest.mark.parametrize("case", OFFICIAL["cases"], ids=OFFICIAL_IDS)
+    def test_gateway_refuses_the_official_request_with_a_query_added(self, case):
+        """The same request with a query parameter added after signing is refused."""
+        target = case["uri_sent"] + ("&" if "?" in case["uri_sent"] else "?") + "added=1"
+        with pytest.raises(Refusal, match="verify aksk signature fail"):
+            official_gateway(case).check(official_request(case, target))
+
+    def test_declared_body_hash_must_match_the_body(self):
+        """A signed X-Sdk-Content-Sha256 that is a hash, but not the body's, is refused."""
+        [case] = [
+            case for case in OFFICIAL["cases"] if case["name"] == "form content type (unsigned payload)"
+        ]
+        request = official_request(case)
+        request.headers["x-sdk-content-sha256"] = "0" * 64
+        with pytest.raises(Refusal, match="X-Sdk-Content-Sha256"):
+            official_gateway(case).check(request)
+
+    @pytest.mark.parametrize(
+        "case",
+        [
+            case
+            for case in OFFICIAL["cases"]
+            if case["method"] == "POST" and "/notifications/" in case["path"]
+        ],
+        ids=lambda case: case["name"],
+    )
+    def test_official_request_passes_the_fake_over_http(self, http, case):
+        """Sent over HTTP as the SDK sends it, an official request gets past the fake's gateway."""
+        project = case["headers"]["X-Project-Id"]
+        fake = FakeSMNServer(
+            project_id=project, ak=OFFICIAL["ak"], sk=OFFICIAL["sk"], wall_clock=lambda: official_time(case)
+        )
+        headers = {name: value.strip() for name, value in official_headers(case).items()}
+        with (
+            fake,
+            http.post(
+                fake.url + requote_uri(case["uri_sent"]),
+                data=case["body"].encode(),
+                headers=headers,
+                timeout=5,
+            ) as response,
+        ):
+            assert response.status_code != 401, response.text
+            assert "sign_id" in case["body"] or error_of(response) == (400, "SMN.0080")
+
+
+#: For each rule of the fake's table (by the seed's words), a change to a valid body that breaks only it.
+SEED_REFUSALS = [
+    ("String列表", {"endpoints": ALICE}, 400, "SMN.0012"),
+    ("手机号码个数不能超过1000", {"endpoints": [ALICE] * 1001}, 400, "SMN.0159"),
+    ("长度不超过490个字符", {"message": "字" * 491}, 403, "SMN.0009"),
+    ('参数为"true" 或 "false"', {"message_include_sign_flag": "TRUE"}, 400, "SMN.0004"),
+    (
+        "将签名放置于“【】”括号中",
+        {"sign_id": None, "message_include_sign_flag": "true", "message": "db down 【XX商城】"},
+        403,
+        "SMN.0009",
+    ),
+    ("当message_include_sign_flag参数不传递时", {"sign_id": None}, 400, "SMN.0080"),
+    ("短信签名ID在创建短信签名时由系统自动生成", {"sign_id": "签名"}, 400, "SMN.0080"),
+    ("长度小于等于32个字节", {"extend_code": "码" * 11}, 400, "SMN.0004"),
+    ("8位以内的数字", {"extend_src_id": ""}, 400, "SMN.0004"),
+]
+
+#: The seed's two sample requests, and values at each of its limits.
+SEED_ACCEPTED = [
+    {
+        "endpoints": ["1867669-6912", "18246161627", "18246161627", "183444455666"],
+        "message": "Sms message test",
+        "sign_id": "0b364890f1574045a59b7c79e4d734cd",
+    },
+    {
+        "endpoints": ["18676696912", "18246161627", "18246161627", "183444455666"],
+        "message": "【XX商城】Sms message test.",
+        "message_include_sign_flag": "true",
+    },
+    sms_body(message="字" * 490, extend_code="码" * 10 + "ab", extend_src_id="12345678"),
+    sms_body(endpoints=[f"+86138{i:08d}" for i in range(1000)]),
+]
+
+
+def permissive_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Break every rule of the client's validation so that it accepts anything."""
+    for name in dir(fields):
+        if name.startswith("check_"):
+            monkeypatch.setattr(fields, name, lambda value=None, *_args, **_kwargs: value)
+    monkeypatch.setattr(fields, "check_sign", lambda sign_id, flag: (sign_id, flag))
+    monkeypatch.setattr(fields, "MAX_ENDPOINTS_PER_REQUEST", 10**6)
+    monkeypatch.setattr(fields, "MAX_MESSAGE_LENGTH", 10**6)
+
+
+class TestOwnRules:
+    def test_fake_imports_none_of_the_clients_rules(self):
+        """No part of FakeSMNServer imports the client's field checks, signer or client."""
+        client_code = {"smn_alert.fields", "smn_alert.signer", "smn_alert.client"}
+        for path in sorted(Path(smn_alert.__file__).parent.glob("_fake_*.py")):
+            imported: set[str] = set()
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    imported |= {alias.name for alias in node.names}
+                elif isinstance(node, ast.ImportFrom):
+                    imported |= {f"{node.module}.{alias.name}" for alias in node.names}
+            assert not imported & client_code, path.name
+
+    def test_wrong_client_rules_do_not_change_what_the_fake_refuses(self, monkeypatch, http, server):
+        """With every check in smn_alert.fields broken to accept anything, the fake refuses by the seed."""
+        permissive_fields(monkeypatch)
+        for _, changes, status, code in SEED_REFUSALS:
+            assert error_of(post(http, server, sms_path(server), sms_body(**changes))) == (status, code)
+        response = post(http, server, sms_path(server), sms_body(endpoints=["12ab"]))
+        assert response.json()["result"][0]["code"] == "SMN.0160"
+        assert server.messages[0].delivered == ()
+
+    def test_wrong_client_signing_does_not_change_what_the_fake_accepts(self, monkeypatch, http, server):
+        """With the client's canonicalization broken, official requests still pass and the client's fail."""
+        monkeypatch.setattr(signer, "_canonical_query", lambda query: "")
+        for case in OFFICIAL["cases"]:
+            official_gateway(case).check(official_request(case))
+        assert post(http, server, sms_path(server) + "?a=1", sms_body()).status_code == 401
+
+    @pytest.mark.parametrize(
+        ("words", "changes", "status", "code"), SEED_REFUSALS, ids=[row[0] for row in SEED_REFUSALS]
+    )
+    def test_each_seed_rule_is_refused_with_its_code(self, http, server, words, changes, status, code):
+        """A body breaking one rule of the seed gets that rule's status, code and message."""
+        response = post(http, server, sms_path(server), sms_body(**changes))
+        assert error_of(response) == (status, code)
+        [rule] = [rule for rule in _fake_table.SMS_RULES if rule.seed == words]
+        assert response.json()["message"] == rule.message
+
+    def test_every_rule_of_the_table_has_a_refusal_example(self):
+        """The examples above cover the fake's SMS rules one for one, in the order they are checked."""
+        assert [rule.seed for rule in _fake_table.SMS_RULES] == [row[0] for row in SEED_REFUSALS]
+
+    @pytest.mark.parametrize("payload", SEED_ACCEPTED, ids=["sample 1", "sample 2", "limits", "1000 numbers"])
+    def test_seed_samples_and_limits_are_accepted(self, http, server, payload):
+        """The seed's own sample requests, and values just inside each limit, are accepted."""
+        assert post(http, server, sms_path(server), payload).status_code == 200
+
+    def test_rules_quote_the_seed(self):
+        """Each rule's words are the seed's, and its limits are the seed's numbers."""
+        if not SEED_FILES:
+            pytest.skip("../shared/seed is not beside this checkout")
+        seed = "".join(path.read_text(encoding="utf-8") for path in SEED_FILES)
+        assert [rule.seed for rule in _fake_table.SMS_RULES if rule.seed not in seed] == []
+        limits = {
+            r"手机号码个数不能超过(\d+)": _fake_table.MAX_ENDPOINTS,
+            r"长度不超过(\d+)个字符": _fake_table.MAX_MESSAGE_CHARS,
+            r"长度小于等于(\d+)个字节": _fake_table.MAX_EXTEND_CODE_BYTES,
+            r"(\d+)位以内的数字": _fake_table.MAX_EXTEND_SRC_ID_DIGITS,
+        }
+        for pattern, limit in limits.items():
+            found = re.search(pattern, seed)
+            assert found is not None and int(found.group(1)) == limit, pattern
 
 
 class TestFaults:
