@@ -245,7 +245,7 @@ def _run_check(args: argparse.Namespace, out: TextIO) -> int:
     problems = _missing(values, args.signature)
     try:
         client, settings = _resolve(args) if not problems else (None, None)
-    except (SMNConfigError, TypeError) as exc:
+    except SMNConfigError as exc:
         client, settings, problems = None, None, [str(exc)]
     if client is None or settings is None:
         out.write("\n" + "".join(f"  {style('problem', '31')}: {problem}\n" for problem in problems))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import logging
 import math
 import os
 import re
 import reprlib
 from collections.abc import Mapping
-from typing import Callable
+from typing import NamedTuple
 
 from smn_alert import fields
 from smn_alert.errors import SMNConfigError
@@ -31,8 +32,14 @@ __all__ = [
     "ENV_PREFIX",
     "ENV_SIGN_ID",
     "ENV_TOPIC_URN",
+    "MAX_BUDGET",
+    "MAX_CAPACITY",
+    "MAX_DURATION",
+    "MAX_SHUTDOWN_TIMEOUT",
+    "MIN_BUDGET_PERIOD",
     "PAGER_SETTINGS",
     "PagerSettings",
+    "check_level",
     "mask_number",
     "mask_secret",
 ]
@@ -70,6 +77,17 @@ DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 DEFAULT_MAX_RETRY_AGE = 900.0
 #: Seconds sending stops after an error no retry can fix (bad credentials, unknown sign).
 DEFAULT_CIRCUIT_COOLDOWN = 300.0
+#: Longest duration setting (``window``, ``budget_period``, ``max_retry_age``, ``circuit_cooldown``), in
+#: seconds: a longer one is a typo, and would overflow the waits of threads and locks.
+MAX_DURATION = 86_400.0
+#: Shortest ``budget_period``, in seconds: shorter makes the refill rate meaningless.
+MIN_BUDGET_PERIOD = 1.0
+#: Longest ``shutdown_timeout``, in seconds: no process exit should wait longer for a page.
+MAX_SHUTDOWN_TIMEOUT = 300.0
+#: Most alerts the buffer may hold (each about a kilobyte).
+MAX_CAPACITY = 1_000_000
+#: Most SMS ``budget`` and ``budget_12h`` may allow: far beyond what SMN lets one number receive.
+MAX_BUDGET = 100_000
 
 #: Settings passed through untouched to ``SMNClient``, which resolves and validates them.
 CONNECTION_SETTINGS = tuple(
@@ -113,49 +131,94 @@ def _env(environ: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-def _number(name: str, value: object, rule: str, ok: Callable[[float], bool]) -> float:
-    """Parse a number or numeric string (never a bool); ``rule`` says in the error what ``ok`` accepts."""
+class _Range(NamedTuple):
+    """A numeric setting's default and the values it allows (nan and infinities never)."""
+
+    default: float
+    low: float
+    high: float
+    above: bool = False  # the low end itself is not allowed ("more than 0")
+    whole: bool = False  # whole numbers only (a count)
+    unit: str = ""
+
+    def allows(self, number: float) -> bool:
+        """Tell whether ``number`` (finite) is in range, and whole if it counts things."""
+        low_ok = number > self.low if self.above else number >= self.low
+        return low_ok and number <= self.high and (number.is_integer() or not self.whole)
+
+    @property
+    def rule(self) -> str:
+        """The range in words, for the error message."""
+        low, high = _figure(self.low), _figure(self.high) + self.unit
+        if self.above:
+            return f"more than {low} and at most {high}"
+        return f"{'a whole number' if self.whole else 'a number'} from {low} to {high}"
+
+
+def _figure(number: float) -> str:
+    return f"{number:,.0f}" if float(number).is_integer() else f"{number:g}"
+
+
+def _number(name: str, value: object, limits: _Range) -> float:
+    """Parse a number or numeric string (never a bool) and check it against ``limits``."""
     number = math.nan
     if isinstance(value, (int, float, str)) and not isinstance(value, bool):
         with contextlib.suppress(ValueError, OverflowError):
             number = float(value)
-    if not (math.isfinite(number) and ok(number)):
-        raise _invalid(name, value, f"must be {rule}")
+    if not (math.isfinite(number) and limits.allows(number)):
+        raise _invalid(name, value, f"must be {limits.rule}")
     return number
 
 
-_POSITIVE = "a positive number"
-# Numeric settings: name -> (default, rule said in errors, test of the parsed number).
-_NUMBERS: dict[str, tuple[float, str, Callable[[float], bool]]] = {
-    "max_length": (
-        DEFAULT_MAX_LENGTH,
-        f"a number from {MIN_MAX_LENGTH} to {fields.MAX_MESSAGE_LENGTH}",
-        lambda n: MIN_MAX_LENGTH <= n <= fields.MAX_MESSAGE_LENGTH,
-    ),
-    "budget": (DEFAULT_BUDGET, _POSITIVE, lambda n: n > 0),
-    "budget_period": (DEFAULT_BUDGET_PERIOD, _POSITIVE, lambda n: n > 0),
-    "budget_12h": (DEFAULT_BUDGET_12H, _POSITIVE, lambda n: n > 0),
-    "window": (DEFAULT_WINDOW, _POSITIVE, lambda n: n > 0),
-    "capacity": (DEFAULT_CAPACITY, f"a number >= {MIN_CAPACITY}", lambda n: n >= MIN_CAPACITY),
-    "shutdown_timeout": (DEFAULT_SHUTDOWN_TIMEOUT, "a number >= 0", lambda n: n >= 0),
-    "max_retry_age": (DEFAULT_MAX_RETRY_AGE, _POSITIVE, lambda n: n > 0),
-    "circuit_cooldown": (DEFAULT_CIRCUIT_COOLDOWN, _POSITIVE, lambda n: n > 0),
+_SECONDS = " seconds"
+_A_DAY = f"{_SECONDS} (a day)"
+# Numeric settings: name -> default and allowed range. Every one has an upper bound: a duration of 1e10
+# seconds overflows the waits of threads and locks, and a count of 1e10 is a typo.
+_NUMBERS: dict[str, _Range] = {
+    "max_length": _Range(DEFAULT_MAX_LENGTH, MIN_MAX_LENGTH, fields.MAX_MESSAGE_LENGTH, whole=True),
+    "budget": _Range(DEFAULT_BUDGET, 1, MAX_BUDGET, whole=True),
+    "budget_period": _Range(DEFAULT_BUDGET_PERIOD, MIN_BUDGET_PERIOD, MAX_DURATION, unit=_A_DAY),
+    "budget_12h": _Range(DEFAULT_BUDGET_12H, 1, MAX_BUDGET, whole=True),
+    "window": _Range(DEFAULT_WINDOW, 0, MAX_DURATION, above=True, unit=_A_DAY),
+    "capacity": _Range(DEFAULT_CAPACITY, MIN_CAPACITY, MAX_CAPACITY, whole=True),
+    "shutdown_timeout": _Range(DEFAULT_SHUTDOWN_TIMEOUT, 0, MAX_SHUTDOWN_TIMEOUT, unit=_SECONDS),
+    "max_retry_age": _Range(DEFAULT_MAX_RETRY_AGE, 0, MAX_DURATION, above=True, unit=_A_DAY),
+    "circuit_cooldown": _Range(DEFAULT_CIRCUIT_COOLDOWN, 0, MAX_DURATION, above=True, unit=_A_DAY),
 }
 
 
 def _float_setting(given: Mapping[str, object], name: str) -> float:
-    """Return a numeric setting from ``given`` (or its default), checked by its rule in ``_NUMBERS``."""
-    default, rule, ok = _NUMBERS[name]
-    return _number(name, given.get(name, default), rule, ok)
+    """Return a numeric setting from ``given`` (or its default), checked against its range in ``_NUMBERS``."""
+    limits = _NUMBERS[name]
+    return _number(name, given.get(name, limits.default), limits)
 
 
 def _int_setting(given: Mapping[str, object], name: str) -> int:
-    """As :func:`_float_setting`, for settings that count things."""
-    value = given.get(name, _NUMBERS[name][0])
-    number = _float_setting(given, name)
-    if not number.is_integer():
-        raise _invalid(name, value, "must be a whole number")
-    return int(number)
+    """As :func:`_float_setting`, for settings that count things (their range allows whole numbers only)."""
+    return int(_float_setting(given, name))
+
+
+def check_level(value: object, name: str = "level") -> int:
+    """Return the logging level ``value`` names: a whole number, or a name logging knows, in any case.
+
+    Args:
+        value: ``logging.ERROR``, ``40``, ``"ERROR"``, ``"error"``, ``"40"`` or a custom level's name.
+        name: The setting's name, for the error.
+
+    Raises:
+        SMNConfigError: ``value`` is neither (``3.5``, ``True``, ``"loud"``); the message names it.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        for candidate in (text, text.upper()):
+            number = logging.getLevelName(candidate)  # a name's number, if logging knows the name
+            if isinstance(number, int):
+                return number
+        if re.fullmatch(r"-?[0-9]+", text):
+            return int(text)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+        return int(value)
+    raise _invalid(name, value, "must be a level name such as 'ERROR' or a whole number such as 40")
 
 
 def _to_bool(name: str, value: object) -> bool:
@@ -171,7 +234,7 @@ def _to_bool(name: str, value: object) -> bool:
 
 
 def _check_unknown(kwargs: Mapping[str, object]) -> None:
-    """Refuse settings nobody reads, as a function refuses an unknown keyword (a typo must not pass)."""
+    """Refuse settings nobody reads, naming each and the likely intended one (a typo must not pass)."""
     known = CONNECTION_SETTINGS + PAGER_SETTINGS
     unknown = sorted(name for name in kwargs if name not in known)
     if not unknown:
@@ -181,7 +244,7 @@ def _check_unknown(kwargs: Mapping[str, object]) -> None:
         repr(name) + (f" (did you mean {hint[0]!r}?)" if hint else "") for name, hint in zip(unknown, hints)
     )
     plural = "s" if len(unknown) > 1 else ""
-    raise TypeError(f"smn_alert settings got unexpected keyword argument{plural} {said}")
+    raise SMNConfigError(f"unknown setting{plural} {said}")
 
 
 def _parse_endpoints(name: str, value: object) -> tuple[str, ...]:
@@ -294,23 +357,63 @@ def _resolve_prefix(given: Mapping[str, object], environ: Mapping[str, str]) -> 
     return value.strip()
 
 
+# What re.error says, by its first words: the rest of its message may quote the pattern, which may be
+# a literal secret, so only these words are repeated (longest first; anything else is a "syntax error").
+_REGEX_TROUBLES = sorted(
+    (
+        "bad character in group name", "bad character range", "bad escape", "bad group name",
+        "bad group number", "bad inline flags", "cannot refer to an open group",
+        "cannot refer to group defined in the same lookbehind subpattern",
+        "conditional backref with more than two branches", "global flags not at the start of the expression",
+        "incomplete escape", "invalid group reference", "look-behind requires fixed-width pattern",
+        "looks too much behind", "min repeat greater than max repeat", "missing",
+        "missing ), unterminated comment", "missing ), unterminated subpattern", "missing -, : or )",
+        "missing group name", "multiple repeat", "nothing to repeat", "octal escape value",
+        "redefinition of group name", "the repetition number is too large", "too many groups",
+        "unbalanced parenthesis", "undefined character name", "unexpected end of pattern",
+        "unknown extension", "unknown flag", "unknown group name", "unterminated character set",
+    ),
+    key=len,
+    reverse=True,
+)  # fmt: skip
+
+
+def _regex_trouble(error: re.error) -> str:
+    """Say what is wrong with a pattern without quoting any of it: the kind of error and where."""
+    kind = next((words for words in _REGEX_TROUBLES if error.msg.startswith(words)), "syntax error")
+    return kind if error.pos is None else f"{kind} at position {error.pos}"
+
+
 def _compile_patterns(value: object) -> tuple[re.Pattern[str], ...]:
-    """Compile the user's redaction regexes now, so a typo fails at start-up rather than mid-incident."""
+    """Compile the user's redaction regexes now, so a typo fails at start-up rather than mid-incident.
+
+    Errors name the pattern by its index, never by its text: a pattern may be a literal secret.
+    """
     if isinstance(value, (str, re.Pattern)):
         value = [value]
     if not isinstance(value, (list, tuple)):
-        raise _invalid("redact_patterns", value, "must be a list of regular expressions")
+        raise SMNConfigError(
+            f"redact_patterns: must be a list of regular expressions, not {type(value).__name__}"
+        )
     compiled: list[re.Pattern[str]] = []
-    for pattern in value:
+    for index, pattern in enumerate(value):
+        name = f"redact_patterns[{index}]"
         if isinstance(pattern, re.Pattern) and isinstance(pattern.pattern, str):
             compiled.append(pattern)
             continue
         if not isinstance(pattern, str):
-            raise _invalid("redact_patterns", pattern, "a pattern must be a string")
+            kind = "a bytes pattern" if isinstance(pattern, re.Pattern) else type(pattern).__name__
+            raise SMNConfigError(f"{name}: a pattern must be a string, not {kind}")
         try:
             compiled.append(re.compile(pattern))
+            continue
         except re.error as exc:
-            raise _invalid("redact_patterns", pattern, f"not a valid regular expression ({exc})") from None
+            trouble = _regex_trouble(exc)
+        # Raised outside the handler: re's error, whose text may quote the pattern, is not even its context.
+        raise SMNConfigError(
+            f"{name}: not a valid regular expression ({trouble}); "
+            "the pattern is not shown, as it may be a secret"
+        )
     return tuple(compiled)
 
 
@@ -356,8 +459,8 @@ class PagerSettings:
             kwargs: The settings, as plain values (strings, numbers, lists).
 
         Raises:
-            SMNConfigError: A setting is invalid; the message names it and its value.
-            TypeError: An unknown setting was given.
+            SMNConfigError: A setting is invalid or unknown; the message names it (and its value,
+                unless the value may be a secret).
         """
         _check_unknown(kwargs)
         env = os.environ if environ is None else environ

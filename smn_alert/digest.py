@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import re
 import time
@@ -22,6 +23,7 @@ __all__ = [
     "compose",
     "format_clock",
     "human_duration",
+    "level_band",
 ]
 
 #: Marker at the end of cut text. ``"..."`` is GSM-7; ``"…"`` would make an English page bill as UCS-2.
@@ -33,6 +35,18 @@ MIN_DESCRIPTION = 20
 MIN_MAX_LENGTH = 20
 _MAX_LEVEL_CHARS = 12
 _MAX_SINCE_CHARS = 16
+# The standard levels, highest first: the bands that custom levels fall in.
+_BANDS = (logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
+
+
+def level_band(levelno: int) -> int:
+    """Return the standard level at or below ``levelno`` (``NOTSET`` below ``DEBUG``): six bands in all.
+
+    Kinds beyond the pager's limits are counted per band, not per numeric level, so records at thousands
+    of custom levels cannot grow memory; anything at or above ``CRITICAL`` is in the ``CRITICAL`` band.
+    A digest orders its kinds by band, so a custom level 55 does not push a thousand CRITICALs off the page.
+    """
+    return next((band for band in _BANDS if levelno >= band), logging.NOTSET)
 
 
 def format_clock(timestamp: float) -> str:
@@ -116,9 +130,10 @@ def compose(groups: Sequence[GroupSummary], context: PageContext) -> str:
     """Return the SMS text of one page: redacted, sanitized and at most ``context.max_length`` characters.
 
     One alert seen once reads ``svc CRITICAL app.db: db timeout | TimeoutError: read timed out | db.py:42 in
-    query``. Anything more is a digest, one line per kind, highest level then largest count first:
-    ``svc ERROR x1,234 in 5 min: app.db: db timeout (TimeoutError)``; kinds that do not fit become
-    ``+N more alerts of K kinds``. Footers for held-back, dropped and undelivered alerts are never cut.
+    query``. Anything more is a digest, one line per kind, highest level band (:func:`level_band`) then
+    largest count first: ``svc ERROR x1,234 in 5 min: app.db: db timeout (TimeoutError)``; kinds that do
+    not fit become ``+N more alerts of K kinds``. Footers for held-back, dropped and undelivered alerts
+    are never cut.
     Every count shown (kinds, ``+N more``) adds up to the counts given; held-back and dropped alerts are
     among the kinds ("N of these held back", "N of these only counted" say how many); an alert shown
     without ``x`` counts once. Returns ``""`` when there is nothing at all to say.
@@ -126,7 +141,9 @@ def compose(groups: Sequence[GroupSummary], context: PageContext) -> str:
     choices = _footer_choices(context)
     if not groups and not choices[0]:
         return ""
-    ordered = sorted(groups, key=lambda group: (-group.alert.levelno, -group.count, group.first_seen))
+    ordered = sorted(
+        groups, key=lambda group: (-level_band(group.alert.levelno), -group.count, group.first_seen)
+    )
     # rest[i]: alerts in the kinds from the i-th on, what "+N more" says when i kinds are shown.
     rest = [*reversed([0, *itertools.accumulate(group.count for group in reversed(ordered))])]
     entries = _entries(ordered, context)

@@ -12,29 +12,50 @@ was full), ``failed`` (its SMS could not be delivered), or it is still ``pending
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import random
+import re
 import time
 from collections.abc import Iterable
 from typing import Callable, Optional, Union
 
 from smn_alert.alert import Alert, Fingerprint
-from smn_alert.digest import GroupSummary, PageContext, compose
-from smn_alert.errors import SMNError
+from smn_alert.config import MAX_DURATION
+from smn_alert.digest import GroupSummary, PageContext, compose, level_band
+from smn_alert.errors import SMNConfigError, SMNError
 from smn_alert.fields import mask_number
 from smn_alert.ratelimit import Budget, CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert.senders import Delivery
+from smn_alert.text import redact
 
-__all__ = ["DEFAULT_MAX_GROUPS", "DEFAULT_WINDOW", "Counters", "Group", "Page", "Pager"]
+__all__ = [
+    "DEFAULT_MAX_GROUPS",
+    "DEFAULT_WINDOW",
+    "MAX_SLEEP",
+    "Counters",
+    "Group",
+    "Page",
+    "Pager",
+    "level_band",
+]
 
 #: Seconds after a page during which further alerts are folded into one digest.
 DEFAULT_WINDOW = 300.0
 #: Distinct kinds kept per digest; more are counted together as "other kinds" so memory stays bounded.
 DEFAULT_MAX_GROUPS = 200
+#: Longest :meth:`Pager.next_wakeup` lies ahead, in seconds: whatever a budget, circuit or window says, the
+#: worker looks again within an hour, and never asks a thread to wait longer than it can.
+MAX_SLEEP = 3600.0
+
+# A phone number in free text: seven digits or more, single spaces or hyphens between them allowed, not
+# part of a longer word (the digits inside a hex request id stay as they are).
+_NUMBER_IN_TEXT = re.compile(r"(?:\+|(?<![0-9A-Za-z]))[0-9](?:[ \-]?[0-9]){6,}(?![0-9A-Za-z])")
 
 
 def _other_key(levelno: int) -> Fingerprint:
-    """Key of the group that counts kinds beyond ``max_groups`` at one level (a CRITICAL stays critical)."""
-    return ("", levelno, "<other kinds>", "", "")
+    """Key of the group counting kinds beyond ``max_groups`` in ``levelno``'s band (a CRITICAL stays one)."""
+    return ("", level_band(levelno), "<other kinds>", "", "")
 
 
 class Group:
@@ -138,6 +159,7 @@ class Pager:
         rng: random.Random | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
+        _check_limits(window, max_groups)
         self.context, self.bucket, self.breaker, self.retry = context, bucket, breaker, retry
         self.window, self.max_groups, self._segments = window, max_groups, segments
         self._rng = rng or random.Random()
@@ -165,7 +187,7 @@ class Pager:
         """Count ``count`` alerts of ``sample``'s kind that met a full buffer (text dropped, kind kept).
 
         ``sample`` is the first of them; with ``other``, even the buffer's list of kinds was full and
-        they count among "other kinds" of their level. The next page shows them in their kind's count
+        they count among "other kinds" of their level's band. The next page shows them in their kind's count
         and says how many of them were dropped.
         """
         self.counters.received += count
@@ -186,11 +208,12 @@ class Pager:
         return group
 
     def _other_group(self, like: Alert, now: float) -> Group:
-        """Return the group counting kinds beyond ``max_groups`` at ``like``'s level (its stand-in's kind)."""
+        """Return the group counting kinds beyond ``max_groups`` in ``like``'s band (its stand-in's kind)."""
         key = _other_key(like.levelno)
         group = self._groups.get(key)
         if group is None:
-            stand_in = Alert(like.levelno, like.levelname, "", "<other kinds>", "alerts of other kinds",
+            band = key[1]  # the stand-in's fingerprint is the key, so a retry puts it back in its place
+            stand_in = Alert(band, logging.getLevelName(band), "", "<other kinds>", "alerts of other kinds",
                              created=like.created)  # fmt: skip
             group = self._groups[key] = Group(stand_in, now)
         return group
@@ -230,17 +253,21 @@ class Pager:
         return max(times)
 
     def next_wakeup(self, now: float) -> Optional[float]:
-        """Return the next moment ``take_due`` may have something to do, or None when there is nothing."""
+        """Return the next moment ``take_due`` may have something to do, or None when there is nothing.
+
+        Never more than :data:`MAX_SLEEP` ahead, so a thread can always wait for it (``Event.wait``
+        overflows past ``threading.TIMEOUT_MAX``; an empty budget may say "never").
+        """
         if not self._has_news():
-            return self._window_end
+            return None if self._window_end is None else _soon(self._window_end, now)
         due = self._due_at(now)
         if not self._paid and not self._token_ready() and self._held_since is None:
-            return due  # the budget blocks: look when due anyway, so take_due notes since when it held back
+            return _soon(due, now)  # the budget blocks: look when due anyway, so take_due notes the hold
         wake = max(due, self.blocked_until(now) or now)
         if self.breaker.is_open and self._groups:
             oldest = min(group.first_mono for group in self._groups.values())
             wake = min(wake, oldest + self.retry.max_age)
-        return wake
+        return _soon(wake, now)
 
     def expedite(self) -> None:
         """Drop a pending backoff so the next ``take_due`` may send at once (the last try at shutdown)."""
@@ -309,12 +336,29 @@ class Pager:
             return self._delivered(page, outcome)
         if isinstance(outcome, Delivery):
             codes = sorted({str(r.code) for r in outcome.refused})
-            reason = f"every number was refused ({', '.join(codes)})"
+            reason = self._scrub(f"every number was refused ({', '.join(codes)})")
             return self._give_up(page, reason, open_circuit=True, cause=",".join(codes))
         if outcome.retryable:
             return self._retry_later(page, outcome, now)
         cause = outcome.code or type(outcome).__name__
-        return self._give_up(page, _describe(outcome), open_circuit=True, cause=cause)
+        return self._give_up(page, self._describe(outcome), open_circuit=True, cause=cause)
+
+    def _describe(self, error: SMNError) -> str:
+        """Say what went wrong as diagnostics and ``stats()`` may show it (see :meth:`_scrub`)."""
+        try:
+            said = f"{type(error).__name__}: {error}"
+        except Exception:  # a sender's odd error must not stop the accounting
+            said = type(error).__name__
+        return self._scrub(said)
+
+    def _scrub(self, text: str) -> str:
+        """Treat SMN's and the network's error text like log text: secrets redacted, numbers masked.
+
+        An error may quote the request (a proxy's echo, a gateway's message), with a password or a
+        whole phone number in it; what the log and ``stats()["last_error"]`` show must not.
+        """
+        masked = redact(text, self.context.redactions)
+        return _NUMBER_IN_TEXT.sub(lambda match: mask_number(match.group(0)), masked)
 
     def _delivered(self, page: Page, delivery: Delivery) -> Optional[Note]:
         counters = self.counters
@@ -338,21 +382,26 @@ class Pager:
             return "recovered", "paging works again"
         if delivery.refused:
             refused = ", ".join(f"{mask_number(r.endpoint)} ({r.code})" for r in delivery.refused)
-            return "refused", f"numbers refused: {refused}"
+            return "refused", self._scrub(f"numbers refused: {refused}")
         return None
 
     def _retry_later(self, page: Page, error: SMNError, now: float) -> Optional[Note]:
-        self.breaker.record_failure(_describe(error))  # a failed trial after an open circuit reopens it
+        said = self._describe(error)
+        self.breaker.record_failure(said)  # a failed trial after an open circuit reopens it
         delay = self.retry.delay(self._attempt, error, self._rng)  # attempt 0: the first retry
         self._attempt += 1
         oldest = min((g.first_mono for g in page.groups), default=now)
-        if delay is None or self.retry.should_give_up(oldest, now, delay):
-            return self._give_up(page, _describe(error) + " (gave up retrying)", open_circuit=False)
+        last = delay is not None and self.retry.should_give_up(oldest, now, delay)
+        if last:  # the wait asked for (a long Retry-After) outlives the alerts: try once more at the edge
+            delay = self.retry.last_chance(oldest, now)
+        if delay is None:
+            return self._give_up(page, said + " (gave up retrying)", open_circuit=False)
         self._requeue(page)
         self.counters.retried += 1
-        self.counters.last_error = _describe(error)
+        self.counters.last_error = said
         self._not_before, self._paid = now + delay, True
-        return "retry", f"{_describe(error)}; retry {self._attempt} in {delay:.1f} s"
+        edge = " (the last try before the alerts are too old)" if last else ""
+        return "retry", f"{said}; retry {self._attempt} in {delay:.1f} s{edge}"
 
     def _requeue(self, page: Page) -> None:
         """Put a failed page's groups back, merged with whatever arrived meanwhile."""
@@ -402,5 +451,17 @@ def _compose_safely(groups: list[Group], context: PageContext, alerts: int) -> t
         return plain, f"composing a page failed ({type(error).__name__}): a plain page goes out instead"
 
 
-def _describe(error: SMNError) -> str:
-    return f"{type(error).__name__}: {error}"
+def _soon(moment: float, now: float) -> float:
+    """Return ``moment``, or ``now + MAX_SLEEP`` if it is later (or not a number at all)."""
+    latest = now + MAX_SLEEP
+    return moment if moment <= latest else latest
+
+
+def _check_limits(window: float, max_groups: int) -> None:
+    """Refuse a window or kinds limit no thread can wait for or no memory can hold, at construction."""
+    if not (isinstance(window, (int, float)) and math.isfinite(window) and 0 < window <= MAX_DURATION):
+        raise SMNConfigError(
+            f"window={window!r}: must be more than 0 and at most {MAX_DURATION:,.0f} seconds"
+        )
+    if not (isinstance(max_groups, int) and max_groups >= 1):
+        raise SMNConfigError(f"max_groups={max_groups!r}: must be a whole number >= 1")

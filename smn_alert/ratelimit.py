@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ __all__ = [
     "DEFAULT_MAX_AGE",
     "DEFAULT_PER_NUMBER_BACKOFF",
     "DEFAULT_THROTTLE_DELAY",
+    "LAST_TRY_MARGIN",
     "PER_NUMBER_LIMIT_CODE",
     "THROTTLE_CODES",
     "Budget",
@@ -32,6 +34,8 @@ DEFAULT_MAX_AGE = 900.0
 DEFAULT_THROTTLE_DELAY: tuple[float, float] = (2.0, 5.0)
 #: Seconds to wait after SMN.0057 (a number got 60 SMS this hour); retrying sooner only burns the hour again.
 DEFAULT_PER_NUMBER_BACKOFF = 300.0
+#: Seconds before an alert would be too old that its last try goes, when the wait asked for is longer.
+LAST_TRY_MARGIN = 1.0
 #: SMN's code for "this number has had too many SMS this hour / these 12 hours".
 PER_NUMBER_LIMIT_CODE = "SMN.0057"
 #: Codes of SMN and its API gateway that mean "too many requests" (HTTP 429).
@@ -74,12 +78,12 @@ class TokenBucket:
         clock: Monotonic time source in seconds.
 
     Raises:
-        ValueError: ``capacity`` or ``period`` is not positive.
+        ValueError: ``capacity`` or ``period`` is not a positive finite number.
     """
 
     def __init__(self, capacity: float, period: float, clock: Callable[[], float] = time.monotonic) -> None:
-        if not capacity > 0 or not period > 0:
-            raise ValueError(f"capacity={capacity!r} and period={period!r} must both be positive")
+        if not (_positive(capacity) and _positive(period)):
+            raise ValueError(f"capacity={capacity!r} and period={period!r} must both be positive and finite")
         self.capacity = float(capacity)
         self.period = float(period)
         self._rate = self.capacity / self.period
@@ -171,7 +175,7 @@ class CircuitBreaker:
         clock: Monotonic time source in seconds.
 
     Raises:
-        ValueError: A cooldown is not positive, or ``max_cooldown < cooldown``.
+        ValueError: A cooldown is not a positive finite number, or ``max_cooldown < cooldown``.
     """
 
     CLOSED = "closed"
@@ -181,9 +185,9 @@ class CircuitBreaker:
     def __init__(
         self, cooldown: float, max_cooldown: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        if not cooldown > 0 or not max_cooldown >= cooldown:
+        if not (_positive(cooldown) and _positive(max_cooldown) and max_cooldown >= cooldown):
             raise ValueError(
-                f"cooldown={cooldown!r} must be positive and max_cooldown={max_cooldown!r} >= it"
+                f"cooldown={cooldown!r} must be positive and finite, and max_cooldown={max_cooldown!r} >= it"
             )
         self.base_cooldown = float(cooldown)
         self.max_cooldown = float(max_cooldown)
@@ -300,8 +304,11 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         low, high = self.throttle_default
-        if not (self.base > 0 and self.cap >= self.base and self.max_age > 0):
-            raise ValueError(f"need 0 < base <= cap and max_age > 0, got {self!r}")
+        finite = all(
+            map(math.isfinite, (self.base, self.cap, self.max_age, low, high, self.per_number_backoff))
+        )
+        if not (finite and self.base > 0 and self.cap >= self.base and self.max_age > 0):
+            raise ValueError(f"need 0 < base <= cap and max_age > 0, all finite, got {self!r}")
         if not (0 <= low <= high and self.per_number_backoff >= 0):
             raise ValueError(
                 f"need 0 <= throttle_default[0] <= [1] and per_number_backoff >= 0, got {self!r}"
@@ -342,6 +349,21 @@ class RetryPolicy:
     def should_give_up(self, first_attempt_at: float, now: float, next_delay: float) -> bool:
         """Say whether waiting ``next_delay`` more seconds would take the alert past ``max_age``."""
         return now + next_delay > first_attempt_at + self.max_age
+
+    def last_chance(self, first_attempt_at: float, now: float) -> float | None:
+        """Return the seconds until the last try of an alert: ``LAST_TRY_MARGIN`` before it is too old.
+
+        For when the wait asked for (a ``Retry-After`` beyond ``max_age``) would outlive the alert: one
+        more try at the edge of its age beats giving it up at once. ``None`` once that moment has come
+        (the last try was that one), so an alert gets at most one such try.
+        """
+        edge = first_attempt_at + self.max_age - LAST_TRY_MARGIN
+        return edge - now if edge > now else None
+
+
+def _positive(number: float) -> bool:
+    """Tell whether ``number`` is a positive finite number (nan and infinities are not)."""
+    return math.isfinite(number) and number > 0
 
 
 def _is_throttled(error: RetryableError) -> bool:

@@ -10,7 +10,7 @@ import re
 import pytest
 import yaml
 
-from smn_alert.config import PagerSettings, mask_number, mask_secret
+from smn_alert.config import PagerSettings, check_level, mask_number, mask_secret
 from smn_alert.errors import SMNConfigError
 from smn_alert.fields import is_mainland_china
 
@@ -352,34 +352,108 @@ class TestNumbers:
     @pytest.mark.parametrize(
         ("name", "value", "why"),
         [
-            ("budget", "lots", "must be a positive number"),
-            ("budget", 0, "must be a positive number"),
-            ("budget", -3, "must be a positive number"),
-            ("budget", 2.5, "must be a whole number"),
-            ("budget", True, "must be a positive number"),
-            ("budget", [5], "must be a positive number"),
-            ("budget_period", 0, "must be a positive number"),
-            ("budget_period", "nan", "must be a positive number"),
-            ("window", "inf", "must be a positive number"),
-            ("window", "-1", "must be a positive number"),
-            ("capacity", 9, "must be a number >= 10"),
-            ("capacity", "1e3x", "must be a number >= 10"),
-            ("max_length", 39, "must be a number from 40 to 490"),
-            ("max_length", 491, "must be a number from 40 to 490"),
-            ("max_length", "160.5", "must be a whole number"),
-            ("shutdown_timeout", -0.1, "must be a number >= 0"),
-            ("max_retry_age", 0, "must be a positive number"),
-            ("circuit_cooldown", "soon", "must be a positive number"),
+            ("budget", "lots", "must be a whole number from 1 to 100,000"),
+            ("budget", 0, "must be a whole number from 1 to 100,000"),
+            ("budget", -3, "must be a whole number from 1 to 100,000"),
+            ("budget", 2.5, "must be a whole number from 1 to 100,000"),
+            ("budget", True, "must be a whole number from 1 to 100,000"),
+            ("budget", [5], "must be a whole number from 1 to 100,000"),
+            ("budget_period", 0, "must be a number from 1 to 86,400 seconds (a day)"),
+            ("budget_period", "nan", "must be a number from 1 to 86,400 seconds (a day)"),
+            ("window", "inf", "must be more than 0 and at most 86,400 seconds (a day)"),
+            ("window", "-1", "must be more than 0 and at most 86,400 seconds (a day)"),
+            ("capacity", 9, "must be a whole number from 10 to 1,000,000"),
+            ("capacity", "1e3x", "must be a whole number from 10 to 1,000,000"),
+            ("max_length", 39, "must be a whole number from 40 to 490"),
+            ("max_length", 491, "must be a whole number from 40 to 490"),
+            ("max_length", "160.5", "must be a whole number from 40 to 490"),
+            ("shutdown_timeout", -0.1, "must be a number from 0 to 300 seconds"),
+            ("max_retry_age", 0, "must be more than 0 and at most 86,400 seconds (a day)"),
+            ("circuit_cooldown", "soon", "must be more than 0 and at most 86,400 seconds (a day)"),
         ],
     )
     def test_bad_values_are_named(self, name: str, value: object, why: str) -> None:
-        """Every bad number is refused with the setting's name, the value and the rule."""
+        """Every bad number is refused with the setting's name, the value and the allowed range."""
         assert config_error(**{name: value}) == f"{name}={value!r}: {why}"
+
+    @pytest.mark.parametrize(
+        ("name", "value", "why"),
+        [
+            ("shutdown_timeout", 1e10, "must be a number from 0 to 300 seconds"),
+            ("shutdown_timeout", 301, "must be a number from 0 to 300 seconds"),
+            ("window", 1e10, "must be more than 0 and at most 86,400 seconds (a day)"),
+            ("window", 86_401, "must be more than 0 and at most 86,400 seconds (a day)"),
+            ("max_retry_age", "1e10", "must be more than 0 and at most 86,400 seconds (a day)"),
+            ("circuit_cooldown", "1e400", "must be more than 0 and at most 86,400 seconds (a day)"),
+            ("budget_period", 1e10, "must be a number from 1 to 86,400 seconds (a day)"),
+            ("budget_period", 1e-310, "must be a number from 1 to 86,400 seconds (a day)"),
+            ("budget", 10**9, "must be a whole number from 1 to 100,000"),
+            ("budget_12h", "inf", "must be a whole number from 1 to 100,000"),
+            ("capacity", 10**10, "must be a whole number from 10 to 1,000,000"),
+            ("max_length", float("nan"), "must be a whole number from 40 to 490"),
+        ],
+    )
+    def test_absurd_values_are_refused_with_the_range(self, name: str, value: object, why: str) -> None:
+        """Durations and counts past any sane use (1e10 s overflows thread waits) fail at construction."""
+        assert config_error(**{name: value}).endswith(f": {why}")
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("shutdown_timeout", 300),
+            ("window", 86_400),
+            ("max_retry_age", 86_400),
+            ("circuit_cooldown", 86_400),
+            ("budget_period", 1),
+            ("budget_period", 86_400),
+            ("budget", 100_000),
+            ("budget_12h", 100_000),
+            ("capacity", 1_000_000),
+        ],
+    )
+    def test_upper_edges_accepted(self, name: str, value: int) -> None:
+        """The top of each range is allowed."""
+        assert getattr(sms(**{name: value}), name) == value
 
     def test_error_is_a_value_error(self) -> None:
         """dictConfig reports a bad setting as a ValueError at start-up."""
-        with pytest.raises(ValueError, match="budget='lots': must be a positive number"):
+        with pytest.raises(ValueError, match="budget='lots': must be a whole number"):
             sms(budget="lots")
+
+
+class TestLevel:
+    @pytest.mark.parametrize(
+        ("value", "level"),
+        [
+            (logging.ERROR, 40),
+            (40.0, 40),
+            ("ERROR", 40),
+            ("error", 40),
+            (" Critical ", 50),
+            ("WARN", 30),
+            ("35", 35),
+            (5, 5),
+        ],
+    )
+    def test_numbers_and_names(self, value: object, level: int) -> None:
+        """A level is a whole number or a name logging knows, in any case; the result is an int."""
+        assert check_level(value) == level
+        assert type(check_level(value)) is int
+
+    def test_custom_level_names(self) -> None:
+        """A level added with logging.addLevelName is known by its name."""
+        logging.addLevelName(45, "SMN_TEST_SEVERE")
+        assert check_level("smn_test_severe") == 45
+
+    @pytest.mark.parametrize("value", [3.5, True, None, "loud", "3.5", float("nan"), float("inf"), [40]])
+    def test_anything_else_is_a_config_error_naming_level(self, value: object) -> None:
+        """level=3.5 is the same configuration error (a ValueError) as every other bad setting."""
+        with pytest.raises(SMNConfigError) as info:
+            check_level(value)
+
+        assert isinstance(info.value, ValueError)
+        rule = "must be a level name such as 'ERROR' or a whole number such as 40"
+        assert str(info.value) == f"level={value!r}: {rule}"
 
 
 class TestRedactPatterns:
@@ -390,40 +464,92 @@ class TestRedactPatterns:
         assert [p.pattern for p in compiled] == ["a+", "b+"]
         assert compiled[0].sub("*", "caaat") == "c*t"
 
-    def test_bad_regex_is_named(self) -> None:
-        """A pattern that does not compile fails at start-up, naming the setting and the pattern."""
+    def test_bad_regex_is_named_by_index(self) -> None:
+        """A pattern that does not compile fails at start-up, naming the setting, its index and the error."""
         message = config_error(redact_patterns=["ok", "(unclosed"])
 
-        assert message.startswith("redact_patterns='(unclosed': not a valid regular expression")
+        assert message.startswith(
+            "redact_patterns[1]: not a valid regular expression "
+            "(missing ), unterminated subpattern at position 0)"
+        )
 
-    @pytest.mark.parametrize("value", [[42], 42])
-    def test_non_strings_are_refused(self, value: object) -> None:
-        """Patterns must be strings."""
-        assert config_error(redact_patterns=value).startswith("redact_patterns=42:")
+    @pytest.mark.parametrize(
+        "pattern",
+        [
+            "(hunter2",  # missing )
+            r"hunter2\q",  # bad escape \q
+            "[z-a]hunter2",  # bad character range z-a
+            "(?<hunter2",  # unknown extension ?<h
+            "(?P<x>a)(?P=hunter2)",  # unknown group name 'hunter2'
+            r"\N{HUNTER2}",  # undefined character name 'HUNTER2'
+            "(?P<2hunter>x)",  # bad character in group name '2hunter'
+            "(?Lhunter2)",  # bad inline flags: cannot use 'L' ...
+            "hunter2{3,2}",  # min repeat greater than max repeat
+        ],
+    )
+    def test_bad_regex_error_quotes_no_part_of_the_pattern(self, pattern: str) -> None:
+        """A pattern may be a literal secret: the error says where and what, never any of its text."""
+        with pytest.raises(SMNConfigError) as info:
+            sms(redact_patterns=["ok", pattern])
+        message = str(info.value)
+
+        assert message.startswith("redact_patterns[1]: not a valid regular expression (")
+        assert "hunter" not in message.lower() and "z-a" not in message
+        assert "the pattern is not shown" in message
+        assert info.value.__context__ is None and info.value.__cause__ is None  # no re.error to print
+
+    @pytest.mark.parametrize(
+        ("value", "said"),
+        [
+            ([42], "redact_patterns[0]: a pattern must be a string, not int"),
+            (["ok", b"hunter2"], "redact_patterns[1]: a pattern must be a string, not bytes"),
+            ([re.compile(b"hunter2")], "redact_patterns[0]: a pattern must be a string, not a bytes pattern"),
+            (42, "redact_patterns: must be a list of regular expressions, not int"),
+            (b"hunter2", "redact_patterns: must be a list of regular expressions, not bytes"),
+        ],
+    )
+    def test_non_strings_are_refused_without_echo(self, value: object, said: str) -> None:
+        """Patterns must be strings; the error names the type, not the value."""
+        assert config_error(redact_patterns=value) == said
 
 
 class TestUnknownSettings:
     def test_typo_gets_a_hint(self) -> None:
-        """A misspelt setting raises TypeError, like a function would, suggesting the right name."""
-        with pytest.raises(
-            TypeError, match=r"unexpected keyword argument 'budgt' \(did you mean 'budget'\?\)"
-        ):
+        """A misspelt setting is the same configuration error as a bad value, suggesting the right name."""
+        with pytest.raises(SMNConfigError, match=r"^unknown setting 'budgt' \(did you mean 'budget'\?\)$"):
             sms(budgt=3)
 
     def test_several_are_all_named(self) -> None:
         """Every unknown setting is named at once; a far-off name gets no hint."""
-        with pytest.raises(TypeError) as info:
-            sms(endpoint=NUMBER, colour="red")
-        message = str(info.value)
+        message = config_error(endpoint=NUMBER, colour="red")
 
+        assert message.startswith("unknown settings ")
         assert "'colour'" in message
         assert "'endpoint' (did you mean 'endpoints'?)" in message
         assert "'colour' (did you mean" not in message
 
+    def test_unknown_setting_is_a_value_error_never_echoing_the_value(self) -> None:
+        """An unknown setting is a ValueError, as dictConfig expects; a misnamed secret is not shown."""
+        with pytest.raises(ValueError) as info:
+            sms(skk=SK)
+
+        assert "'skk' (did you mean 'sk'?)" in str(info.value)
+        assert SK not in str(info.value)
+
     def test_level_is_not_a_setting_here(self) -> None:
         """The level belongs to the handler, which takes it out before calling from_kwargs."""
-        with pytest.raises(TypeError, match="'level'"):
+        with pytest.raises(SMNConfigError, match="'level'"):
             sms(level="ERROR")
+
+    def test_dictconfig_names_the_unknown_setting(self) -> None:
+        """dictConfig users get logging's "Unable to configure handler", caused by our error naming it."""
+        handler = {"class": "smn_alert.SMNHandler", "endpoints": [NUMBER], "sign_id": SIGN_ID, "windw": 60}
+        config = {"version": 1, "disable_existing_loggers": False, "handlers": {"pager": handler}}
+        with pytest.raises(ValueError, match="Unable to configure handler 'pager'") as info:
+            logging.config.dictConfig(config)
+
+        assert isinstance(info.value.__cause__, SMNConfigError)
+        assert str(info.value.__cause__) == "unknown setting 'windw' (did you mean 'window'?)"
 
 
 class TestConnection:

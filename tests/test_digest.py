@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smn_alert.alert import Alert
-from smn_alert.digest import GroupSummary, PageContext, compose, format_clock, human_duration
+from smn_alert.digest import GroupSummary, PageContext, compose, format_clock, human_duration, level_band
 from smn_alert.text import DEFAULT_MAX_LENGTH, compile_redactions, sms_encoding
 
 ALL_BRACKETS = set("[]【】〔〕［］")  # noqa: RUF001 - the lookalikes are the point
@@ -115,6 +115,28 @@ class TestDigest:
             "ERROR x3 in 40 s: app.api: bad request (KeyError)",
             "WARNING x7 in 3 s: app.cache: cache miss",
         ]
+
+    def test_custom_levels_are_ordered_by_their_band_then_count(self):
+        """Level 55 is CRITICAL's band and level 45 ERROR's: within a band the biggest kind comes first."""
+        groups = [
+            group(Alert(55, "Level 55", "app.core", "odd", "odd", created=T0), 1),
+            group(Alert(45, "Level 45", "app.q", "slow", "slow", created=T0), 2),
+            group(make_alert("disk full", level="CRITICAL", logger="app.disk"), 900),
+            group(make_alert(), 30),
+        ]
+        assert compose(groups, PageContext(prefix="svc")).split("\n") == [
+            "svc CRITICAL x900: app.disk: disk full",
+            "Level 55 x1: app.core: odd",
+            "ERROR x30: app.db: db timeout after 30s",
+            "Level 45 x2: app.q: slow",
+        ]
+
+    @pytest.mark.parametrize(
+        ("levelno", "band"), [(-1, 0), (5, 0), (10, 10), (29, 20), (30, 30), (45, 40), (50, 50), (99, 50)]
+    )
+    def test_level_band(self, levelno: int, band: int) -> None:
+        """The standard level at or below a level; NOTSET below DEBUG."""
+        assert level_band(levelno) == band
 
     def test_one_kind_seen_many_times_is_a_digest(self):
         """One kind seen twice shows its count, not the first-page form."""

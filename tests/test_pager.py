@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
+import time
 
 import pytest
 
 from smn_alert.alert import Alert
+from smn_alert.config import PagerSettings
 from smn_alert.digest import PageContext
-from smn_alert.errors import SMNAuthError, SMNRequestError, SMNServerError, SMNThrottledError
-from smn_alert.pager import Page, Pager
+from smn_alert.errors import (
+    SMNAuthError,
+    SMNConfigError,
+    SMNError,
+    SMNRequestError,
+    SMNServerError,
+    SMNThrottledError,
+)
+from smn_alert.pager import MAX_SLEEP, Page, Pager, level_band
+from smn_alert.pipeline import build_dispatcher
 from smn_alert.ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert.senders import Delivery, Refusal
 from smn_alert.testing import FakeClock
+
+from .conftest import SIGN_ID, RecordingSender
 
 NUMBER = "+8613800000000"
 
@@ -150,6 +163,100 @@ class TestFirstPageAndFolding:
         assert ledger(pager) == 50
 
 
+class TestLevelBands:
+    @pytest.mark.parametrize(
+        ("levelno", "band"),
+        [(-5, 0), (0, 0), (9, 0), (10, 10), (19, 10), (25, 20), (39, 30), (40, 40), (49, 40), (50, 50),
+         (51, 50), (10_000, 50)],
+    )  # fmt: skip
+    def test_a_level_falls_in_the_band_of_the_standard_level_at_or_below_it(
+        self, levelno: int, band: int
+    ) -> None:
+        """Six bands in all; anything at or above CRITICAL is CRITICAL."""
+        assert level_band(levelno) == band
+
+    def test_thousands_of_custom_levels_keep_the_groups_bounded(self) -> None:
+        """10,000 kinds at 10,000 distinct custom levels: at most one "other kinds" group per band."""
+        clock = FakeClock()
+        pager = make_pager(clock, max_groups=200)
+        levels = list(range(11, 10_011))  # DEBUG+1 ... far above CRITICAL: every band but NOTSET
+        random.Random(3).shuffle(levels)
+        for levelno in levels:
+            pager.add(alert("disk slow", level=levelno), clock())
+        page = pager.take_due(clock())
+
+        assert page is not None and page.alerts == 10_000
+        assert len(page.groups) <= 200 + 5
+        assert sum(group.count for group in page.groups) == 10_000
+        others = [group for group in page.groups if group.alert.message == "alerts of other kinds"]
+        assert sorted(group.alert.levelno for group in others) == [10, 20, 30, 40, 50]
+        assert page.text.startswith("shop CRITICAL x")  # critical ones first, counted by band
+        assert "CRITICAL x9," in page.text and "alerts of other kinds" in page.text
+        deliver(pager, page, clock())
+        assert ledger(pager) == pager.counters.received == 10_000
+
+    def test_dropped_alerts_of_custom_levels_share_their_band(self) -> None:
+        """Alerts the buffer only counted, at thousands of levels, add up in a group per band."""
+        clock = FakeClock()
+        pager = make_pager(clock)
+        for levelno in range(41, 3041):
+            pager.add_dropped(alert("queue full", level=levelno), 2, clock(), other=True)
+        page = pager.take_due(clock())
+
+        assert page is not None and len(page.groups) == 2  # ERROR (41-49) and CRITICAL (50 and up)
+        assert sorted(group.count for group in page.groups) == [18, 5982]
+        assert "6,000 of these only counted" in page.text
+        deliver(pager, page, clock())
+        assert ledger(pager) == pager.counters.received == 6000
+
+    def test_a_custom_level_above_critical_beyond_the_kinds_limit_still_escalates(self) -> None:
+        """Past max_groups kinds, a level-55 alert is counted as CRITICAL and pages at once."""
+        clock = FakeClock()
+        pager = make_pager(clock, max_groups=3)
+        pager.add(alert("first"), clock())
+        deliver(pager, pager.take_due(clock()), clock())  # type: ignore[arg-type]
+        for index in range(5):
+            pager.add(alert(f"kind {index}", logger=f"app.{index}"), clock.advance(1))
+        assert pager.take_due(clock()) is None
+        pager.add(alert("reactor melting", level=55, logger="app.core"), clock.advance(1))
+        page = pager.take_due(clock())
+        assert page is not None and page.text.startswith("shop CRITICAL")
+
+
+class TestWakeup:
+    def test_next_wakeup_is_always_a_wait_a_thread_can_do(self) -> None:
+        """A budget that can never refill says "never"; the worker still gets a finite, short wait."""
+        clock = FakeClock()
+        pager = Pager(PageContext(), TokenBucket(0.5, 600.0, clock=clock), CircuitBreaker(300.0, 1800.0,
+                      clock=clock), RetryPolicy(), rng=random.Random(1))  # fmt: skip
+        pager.add(alert(), clock())
+        assert pager.take_due(clock()) is None  # held back: the bucket never holds a whole token
+        wake = pager.next_wakeup(clock())
+
+        assert wake is not None and 0 <= wake - clock() <= MAX_SLEEP
+        assert threading.Event().wait(min(0.0, wake - clock())) is False  # no OverflowError
+
+    def test_a_long_window_is_looked_at_within_max_sleep(self) -> None:
+        """After a page with a day-long window, the worker looks again within MAX_SLEEP, not a day."""
+        clock = FakeClock()
+        pager = make_pager(clock, window=86_400.0)
+        pager.add(alert(), clock())
+        deliver(pager, pager.take_due(clock()), clock())  # type: ignore[arg-type]
+        assert pager.next_wakeup(clock()) == clock() + MAX_SLEEP
+
+    @pytest.mark.parametrize(
+        ("window", "max_groups", "named"),
+        [(1e10, 200, "window=10000000000.0"), (float("nan"), 200, "window=nan"), (0, 200, "window=0"),
+         (float("inf"), 200, "window=inf"), (300.0, 0, "max_groups=0")],
+    )  # fmt: skip
+    def test_absurd_limits_are_refused_at_construction(
+        self, window: float, max_groups: int, named: str
+    ) -> None:
+        """A window no thread could wait for is a configuration error, not a traceback every second."""
+        with pytest.raises(SMNConfigError, match=f"^{named}: must be"):
+            make_pager(FakeClock(), window=window, max_groups=max_groups)
+
+
 class TestBudget:
     def test_over_budget_alerts_are_held_and_the_next_sms_says_so(self) -> None:
         """With the budget spent, pages wait; the next SMS says how many were held back and since when."""
@@ -226,6 +333,39 @@ class TestFailures:
         assert pager.counters.failed == 1 and pager.pending == 0
         assert clock() - 1000.0 <= 900.0 + 60.0
         assert attempts > 3
+
+    def test_a_retry_after_beyond_max_age_gets_one_last_try_at_the_edge(self) -> None:
+        """Retry-After 1 h, max_age 15 min: one more try just before the alert is too old, then give up."""
+        clock = FakeClock()
+        pager = make_pager(clock)
+        pager.add(alert(), clock())
+        page = pager.take_due(clock())
+        assert page is not None
+        throttled = SMNThrottledError("slow down", status=429, retry_after=3600.0)
+        note = pager.settle(page, throttled, clock.advance(0.2))  # the answer took 0.2 s
+
+        assert note is not None and note[0] == "retry" and "last try" in note[1]
+        assert pager.counters.failed == 0 and pager.pending == 1
+        assert pager.next_wakeup(clock()) == pytest.approx(1000.0 + 900.0 - 1.0)
+        assert pager.take_due(clock.advance(898.3)) is None
+        last = pager.take_due(clock.advance(0.5))
+        assert last is not None and last.alerts == 1
+        note = pager.settle(last, throttled, clock())
+        assert note is not None and note[0] == "undelivered" and "gave up retrying" in note[1]
+        assert pager.counters.failed == 1 and pager.pending == 0 and pager.counters.retried == 1
+
+    def test_the_last_try_at_the_edge_can_deliver(self) -> None:
+        """If the server is fine again by then, the last try delivers the alert."""
+        clock = FakeClock()
+        pager = make_pager(clock)
+        pager.add(alert(), clock())
+        page = pager.take_due(clock())
+        assert page is not None
+        pager.settle(page, SMNThrottledError("slow down", status=429, retry_after=1e6), clock.advance(0.2))
+        last = pager.take_due(clock.advance(898.8))
+        assert last is not None
+        deliver(pager, last, clock())
+        assert pager.counters.sent == 1 and pager.counters.failed == 0
 
     @pytest.mark.parametrize(
         "error",
@@ -347,3 +487,79 @@ class TestLedger:
                 pager.settle(page, rng.choice(outcomes), clock())
             assert ledger(pager) == pager.counters.received
         assert pager.counters.sent > 0 and pager.counters.failed > 0 and pager.counters.suppressed > 0
+
+
+SECRET_TEXT = "login refused: password=hunter2 for +8613800000000"
+
+
+def shown(pager: Pager, note: object) -> str:
+    """Everything diagnostics may show after a failure: the note, last_error, the circuit's reason."""
+    return f"{note} | {pager.counters.last_error} | {pager.breaker.last_reason}"
+
+
+class TestErrorText:
+    @pytest.mark.parametrize(
+        "error",
+        [SMNServerError(SECRET_TEXT, status=503), SMNRequestError(SECRET_TEXT, status=400, code="SMN.0009"),
+         SMNAuthError(SECRET_TEXT, status=401)],
+    )  # fmt: skip
+    def test_smn_error_text_is_redacted_and_numbers_masked(self, error: SMNError) -> None:
+        """SMN's own error text reaches the log and stats() only redacted, with phone numbers masked."""
+        clock = FakeClock()
+        pager = make_pager(clock)
+        pager.add(alert(), clock())
+        page = pager.take_due(clock())
+        assert page is not None
+        said = shown(pager, pager.settle(page, error, clock()))
+
+        assert "hunter2" not in said and "13800000000" not in said
+        assert "password=***" in said and "+86138****0000" in said and "login refused" in said
+
+    def test_refusal_codes_are_scrubbed_too(self) -> None:
+        """A refusal's code is server text: a number in it is masked like any other."""
+        clock = FakeClock()
+        pager = make_pager(clock)
+        pager.add(alert(), clock())
+        page = pager.take_due(clock())
+        assert page is not None
+        refusal = Refusal(NUMBER, "bad number +8613800000000", "x")
+        said = shown(pager, pager.settle(page, Delivery(delivered=(), refused=(refusal,)), clock()))
+        assert "13800000000" not in said and "+86138****0000" in said
+
+    @pytest.mark.parametrize(
+        "kept",
+        ["request_id=4f0e8c1234567a9bc1f2", "code=SMN.0057", "status=503", "retry in 30.5 s", "at 12:05"],
+    )
+    def test_ids_and_codes_stay_readable(self, kept: str) -> None:
+        """Masking hides phone numbers, not request ids, codes or times support needs."""
+        clock = FakeClock()
+        pager = make_pager(clock)
+        pager.add(alert(), clock())
+        page = pager.take_due(clock())
+        assert page is not None
+        pager.settle(page, SMNServerError(f"busy ({kept})", status=503), clock())
+        assert kept in str(pager.counters.last_error)
+
+    def test_stats_and_the_smn_alert_log_never_show_the_secret(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """End to end: a failing send's text in stats()["last_error"] and the warning are scrubbed."""
+        sender = RecordingSender()
+        sender.outcomes.append(SMNServerError(SECRET_TEXT, status=503))
+        settings = PagerSettings.from_kwargs(environ={}, endpoints=[NUMBER], sign_id=SIGN_ID)
+        dispatcher = build_dispatcher(settings, sender=sender)
+        caplog.set_level(logging.WARNING, logger="smn_alert")
+        try:
+            dispatcher.submit(alert())
+            deadline = time.monotonic() + 10.0
+            while dispatcher.stats()["retried"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            last_error = str(dispatcher.stats()["last_error"])
+        finally:
+            dispatcher.close(timeout=5.0)
+        logged = " | ".join(record.getMessage() for record in caplog.records)
+
+        assert "password=***" in last_error and "+86138****0000" in last_error
+        assert "+86138****0000" in logged
+        for whole in ("hunter2", "13800000000"):
+            assert whole not in last_error and whole not in logged

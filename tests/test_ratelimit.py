@@ -16,7 +16,7 @@ from smn_alert.errors import (
     SMNServerError,
     SMNThrottledError,
 )
-from smn_alert.ratelimit import Budget, CircuitBreaker, RetryPolicy, TokenBucket
+from smn_alert.ratelimit import LAST_TRY_MARGIN, Budget, CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert.testing import FakeClock
 
 
@@ -111,9 +111,21 @@ class TestTokenBucket:
 
         assert bucket.tokens == pytest.approx(4)
 
-    @pytest.mark.parametrize(("capacity", "period"), [(0, 600), (5, 0), (-1, 10), (5, -1)])
+    @pytest.mark.parametrize(
+        ("capacity", "period"),
+        [
+            (0, 600),
+            (5, 0),
+            (-1, 10),
+            (5, -1),
+            (5, float("inf")),
+            (float("inf"), 600),
+            (float("nan"), 600),
+            (5, float("nan")),
+        ],
+    )
     def test_rejects_non_positive_settings(self, capacity: float, period: float) -> None:
-        """A bucket that could never refill is refused at construction."""
+        """A bucket that could never refill (or whose refill is not a number) is refused at construction."""
         with pytest.raises(ValueError, match="must both be positive"):
             TokenBucket(capacity, period)
 
@@ -205,7 +217,10 @@ class TestCircuitBreaker:
         assert breaker.allow()
         assert not breaker.is_open
 
-    @pytest.mark.parametrize(("cooldown", "max_cooldown"), [(0, 10), (-1, 10), (10, 5)])
+    @pytest.mark.parametrize(
+        ("cooldown", "max_cooldown"),
+        [(0, 10), (-1, 10), (10, 5), (float("nan"), 10), (10, float("inf")), (float("inf"), float("inf"))],
+    )
     def test_rejects_bad_cooldowns(self, cooldown: float, max_cooldown: float) -> None:
         """A breaker that would never reopen, or shrink its cooldown, is refused."""
         with pytest.raises(ValueError, match="cooldown"):
@@ -318,6 +333,16 @@ class TestRetryPolicy:
         assert policy.should_give_up(first_attempt_at=100.0, now=900.0, next_delay=100.5)
         assert policy.should_give_up(first_attempt_at=100.0, now=1001.0, next_delay=0.0)
 
+    def test_last_chance_is_just_before_max_age_and_only_once(self) -> None:
+        """When the wait asked for outlives the alert, its last try goes LAST_TRY_MARGIN before max_age."""
+        policy = RetryPolicy(max_age=900.0)
+
+        assert policy.last_chance(first_attempt_at=100.0, now=100.5) == pytest.approx(
+            900.0 - LAST_TRY_MARGIN - 0.5
+        )
+        assert policy.last_chance(first_attempt_at=100.0, now=1000.0 - LAST_TRY_MARGIN) is None  # that was it
+        assert policy.last_chance(first_attempt_at=100.0, now=2000.0) is None
+
     def test_is_immutable(self) -> None:
         """A policy never changes under a running worker; replace() makes a new one."""
         policy = RetryPolicy()
@@ -335,6 +360,11 @@ class TestRetryPolicy:
             {"max_age": 0.0},
             {"throttle_default": (5.0, 2.0)},
             {"per_number_backoff": -1},
+            {"max_age": float("inf")},
+            {"max_age": float("nan")},
+            {"cap": float("inf")},
+            {"throttle_default": (2.0, float("inf"))},
+            {"per_number_backoff": float("inf")},
         ],
     )
     def test_rejects_nonsense(self, changes: dict[str, object]) -> None:
