@@ -63,8 +63,10 @@ MAX_PREFIX_LENGTH = 40
 DEFAULT_BUDGET = 5
 #: Seconds over which ``budget`` SMS refill.
 DEFAULT_BUDGET_PERIOD = 600.0
-#: SMS per 12 hours: SMN refuses more than 200 per number in 12 hours (SMN.0057); keep a margin.
-DEFAULT_BUDGET_12H = 150
+#: SMS per 12 hours: SMN refuses more than 200 per number in 12 hours (SMN.0057). The bucket starts full
+#: and refills over 12 hours, so any 12 hours can see twice this many, plus the last page at shutdown:
+#: 2 x 99 + 1 = 199.
+DEFAULT_BUDGET_12H = 99
 #: Seconds during which alerts that follow a first page are folded into one digest.
 DEFAULT_WINDOW = 300.0
 #: Alerts the hand-over buffer holds before texts are dropped (counts are kept).

@@ -1,7 +1,8 @@
 """Validation of SMN request fields by the rules of the SmsBatchPublish page (the seed).
 
-Shared by the client (before anything is sent), the handler's configuration (at construction) and
-``FakeSMNServer`` (to refuse what SMN refuses). Each check raises :class:`SMNConfigError`, a ``ValueError``
+Shared by the client (before anything is sent) and the handler's configuration (at construction).
+``FakeSMNServer`` judges requests by its own table (``_fake_table``), so a wrong rule here cannot hide in
+both. Each check raises :class:`SMNConfigError`, a ``ValueError``
 whose message names the field and the value.
 """
 

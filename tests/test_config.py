@@ -302,6 +302,15 @@ class TestPrefix:
 
 
 class TestNumbers:
+    @pytest.mark.parametrize(("seconds", "limit"), [(3600.0, 60), (12 * 3600.0, 200)], ids=["hour", "12h"])
+    def test_defaults_keep_one_process_within_smns_per_number_limits(
+        self, seconds: float, limit: int
+    ) -> None:
+        """With the defaults, one process can never send a number more than SMN allows (SMN.0057 refuses)."""
+        from .test_examples import most_sms
+
+        assert most_sms(sms(), seconds) <= limit
+
     def test_defaults(self) -> None:
         """The documented defaults apply when nothing is given."""
         settings = sms()
