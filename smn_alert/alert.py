@@ -21,6 +21,7 @@ from smn_alert._secret_words import is_secret_key
 __all__ = [
     "IGNORED_LOGGERS",
     "MAX_SNAPSHOT_CHARS",
+    "UNKNOWN_EXCEPTION",
     "Alert",
     "Fingerprint",
     "is_own_logger",
@@ -74,10 +75,23 @@ def _kv_value(value: object) -> str:
     return f"'{text}'" if "'" not in text else f'"{text}"'
 
 
+#: The type shown for an exception whose class cannot tell its own name (its metaclass raises).
+UNKNOWN_EXCEPTION = "<unknown exception>"
+
+
 def _type_name(exc_type: type) -> str:
-    module = getattr(exc_type, "__module__", "builtins")
-    name = getattr(exc_type, "__qualname__", None) or exc_type.__name__
-    return name if module in ("builtins", "__main__") else f"{module}.{name}"
+    """``module.QualName`` of an exception class, or :data:`UNKNOWN_EXCEPTION`; never raises.
+
+    A metaclass may raise on any attribute access, or answer with a non-string: the page still goes out.
+    """
+    try:
+        module = getattr(exc_type, "__module__", "builtins")
+        name = getattr(exc_type, "__qualname__", None) or exc_type.__name__
+        if not isinstance(name, str) or not isinstance(module, str):
+            return UNKNOWN_EXCEPTION
+        return name if module in ("builtins", "__main__") else f"{module}.{name}"
+    except Exception:
+        return UNKNOWN_EXCEPTION
 
 
 def _innermost_frame(tb: TracebackType | None) -> str:

@@ -262,11 +262,26 @@ class WeirdError(Exception):
         raise RuntimeError("exception __str__ exploded")
 
 
-def _weird_exc_info() -> Any:
+class _NamelessMeta(type):
+    """A metaclass that will not tell a class's name or module (some proxy metaclasses raise so)."""
+
+    def __getattribute__(cls, name: str) -> Any:
+        if name in ("__name__", "__qualname__", "__module__"):
+            raise RuntimeError("no name for you")
+        return super().__getattribute__(name)
+
+
+class NamelessError(Exception, metaclass=_NamelessMeta):
+    def __str__(self) -> str:
+        raise RuntimeError("no text either")
+
+
+def _weird_exc_info(kind: str = "weird") -> Any:
+    error_type = NamelessError if kind == "nameless" else WeirdError
     try:
-        raise WeirdError()
-    except WeirdError as error:
-        return (WeirdError, error, error.__traceback__)
+        raise error_type()
+    except error_type as error:
+        return (error_type, error, error.__traceback__)
 
 
 class TestApplicationThread:
@@ -277,6 +292,7 @@ class TestApplicationThread:
             (BadStr(), (), None, "BadStr"),
             ("value %s", (BadStr(),), None, "value"),
             ("weird failure", (), "weird", "WeirdError"),
+            ("nameless failure", (), "nameless", "ERROR app.db: nameless failure | <unknown exception>"),
             ("no traceback", (), (KeyError, KeyError("k"), None), "KeyError"),
             ("outside except", (), (None, None, None), "outside except"),
         ],
@@ -288,7 +304,7 @@ class TestApplicationThread:
         handler, logger = pager()
         errors: list[logging.LogRecord] = []
         handler.handleError = errors.append  # type: ignore[method-assign, assignment]
-        exc = _weird_exc_info() if exc_info == "weird" else exc_info
+        exc = _weird_exc_info(exc_info) if exc_info in ("weird", "nameless") else exc_info
         record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, msg, args, exc)
         logger.handle(record)
         [message] = smn_server.wait_for_messages(1)
