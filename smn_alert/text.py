@@ -76,17 +76,48 @@ _BUILTIN_SOURCES = (
 _BUILTIN = tuple(re.compile(source) for source in _BUILTIN_SOURCES)
 
 
-def _compile_one(pattern: object) -> re.Pattern[str]:
+# What went wrong in a regular expression, in re's own words but never the pattern's: re's message may
+# quote part of the pattern ("unknown group name 'hunter2'"), and a pattern may be a literal secret.
+_RE_ERROR_KINDS = sorted(
+    (
+        "bad character in group name", "bad character range", "bad escape", "bad group number",
+        "bad inline flags", "cannot refer to an open group",
+        "cannot refer to group defined in the same pattern",
+        "conditional backref with more than two branches", "global flags not at the start of the expression",
+        "incomplete escape", "invalid group reference", "look-behind requires fixed-width pattern",
+        "looks too much behind", "min repeat greater than max repeat", "missing ), unterminated comment",
+        "missing ), unterminated subpattern", "missing group name", "missing", "multiple repeat",
+        "nothing to repeat", "octal escape value", "redefinition of group name", "too many groups",
+        "unbalanced parenthesis", "undefined character name", "unexpected end of pattern",
+        "unknown extension", "unknown flag", "unknown group name", "unterminated character set",
+    ),
+    key=len,
+    reverse=True,  # the longest first: "missing ), unterminated subpattern" before "missing"
+)  # fmt: skip
+
+
+def _re_error_kind(error: re.error) -> str:
+    """``re.error`` described without a character of the pattern: its kind and position only."""
+    message = error.msg if isinstance(error.msg, str) else ""
+    kind = next((kind for kind in _RE_ERROR_KINDS if message.startswith(kind)), "error")
+    return kind if error.pos is None else f"{kind} at position {error.pos}"
+
+
+def _compile_one(index: int, pattern: object) -> re.Pattern[str]:
+    """Compile one user pattern; an error names its place in the list, never any of its text."""
+    where = f"redact_patterns[{index}]"
     if isinstance(pattern, re.Pattern):
         if isinstance(pattern.pattern, str):
             return pattern
-        raise SMNConfigError(f"redact_patterns: {pattern.pattern!r} is a bytes pattern; give a str")
+        raise SMNConfigError(f"{where}: a bytes pattern; give a str")
     if not isinstance(pattern, str):
-        raise SMNConfigError(f"redact_patterns: {pattern!r} is not a regular expression string")
+        raise SMNConfigError(f"{where}: {type(pattern).__name__} is not a regular expression string")
     try:
         return re.compile(pattern)
     except re.error as exc:
-        raise SMNConfigError(f"redact_patterns: bad regular expression {pattern!r}: {exc}") from exc
+        kind = _re_error_kind(exc)
+    # Raised outside the handler, so that re's error (whose text may quote the pattern) is not its context.
+    raise SMNConfigError(f"{where}: not a valid regular expression ({kind})")
 
 
 def compile_redactions(extra: Iterable[RedactPattern] | RedactPattern = ()) -> tuple[re.Pattern[str], ...]:
@@ -97,12 +128,12 @@ def compile_redactions(extra: Iterable[RedactPattern] | RedactPattern = ()) -> t
             or group 1 if the pattern has groups (a group named ``secret`` wins). One string is one pattern.
 
     Raises:
-        SMNConfigError: A pattern does not compile or is not a str pattern; the message names
-            ``redact_patterns`` and the pattern.
+        SMNConfigError: A pattern does not compile or is not a str pattern. The message names
+            ``redact_patterns[i]`` and what is wrong, never the pattern (it may be a literal secret).
     """
     if isinstance(extra, (str, re.Pattern)):
         extra = (extra,)
-    return _BUILTIN + tuple(_compile_one(pattern) for pattern in extra)
+    return _BUILTIN + tuple(_compile_one(index, pattern) for index, pattern in enumerate(extra))
 
 
 #: The built-in patterns alone, what :func:`redact` uses when not told otherwise.
