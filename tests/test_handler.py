@@ -550,6 +550,32 @@ class TestText:
             assert secret not in text
         assert "password=" in text and "upstream 401" in text
 
+    @pytest.mark.parametrize(
+        ("msg", "args", "shown"),
+        [
+            ("login failed user=%s password=%s attempt=%d", ("bob", "hunter2"),
+             "login failed user=%s password=*** attempt=%d (bad log arguments: 3 placeholders, 2 arguments)"),
+            ("user=%s password=%s", ("hunter2",),  # user forgotten: the password would land under user=
+             "user=%s password=*** (bad log arguments: 2 placeholders, 1 argument)"),
+            ("login failed", ("bob", "hunter2"),
+             "login failed (bad log arguments: 0 placeholders, 2 arguments)"),
+            ("user=%(user)s password=%(password)s try=%(n)d", ({"user": "bob", "password": "hunter2"},),
+             "user=%(user)s password=*** try=%(n)d (bad log arguments: 3 placeholders, a mapping of 2 keys, "
+             "none named n)"),
+            ("attempt=%d user=%s", ("bob", "hunter2"),
+             "attempt=%d user=%s (bad log arguments: 2 placeholders, 2 arguments: TypeError)"),
+        ],
+    )  # fmt: skip
+    def test_bad_arguments_shown_as_counts_never_values(
+        self, pager: Pager, smn_server: FakeSMNServer, msg: str, args: tuple[Any, ...], shown: str
+    ) -> None:
+        """A %-mismatch pages the template and the counts: no argument, redacted or not, reaches a phone."""
+        _, logger = pager()
+        logger.error(msg, *args)
+        [message] = smn_server.wait_for_messages(1)
+        assert message.message == f"ERROR app.db: {shown}"
+        assert "hunter2" not in message.message and "bob" not in message.message
+
     def test_no_brackets_from_log_text(self, pager: Pager, smn_server: FakeSMNServer) -> None:
         """[] and 【】 from prefix, message or exception become other characters in every SMS."""
         handler, logger = pager(prefix="[shop]")

@@ -136,6 +136,53 @@ class TestLevels:
             SMNProcessor(NUMBERS, sign_id=SIGN, level="loud", **settings)
 
 
+def configure_positional(*processors: Processor) -> None:
+    """structlog's stdlib BoundLogger (it keeps %-arguments in ``positional_args``), returning lines."""
+    structlog.configure(
+        processors=list(processors),
+        logger_factory=structlog.ReturnLoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+class TestPositionalArguments:
+    @pytest.mark.parametrize(
+        ("args", "paged"),
+        [
+            (("user=%s password=%s", "bob", "hunter2"), "user=bob password=***"),
+            (("user=%(user)s password=%(pw)s", {"user": "bob", "pw": "hunter2"}), "user=bob password=***"),
+            (("%s", {"password": "hunter2"}), "{'password': '***'}"),
+        ],
+    )
+    def test_applied_as_structlog_will_then_redacted(
+        self, make: Callable[..., Any], smn_server: FakeSMNServer, args: tuple[Any, ...], paged: str
+    ) -> None:
+        """Before PositionalArgumentsFormatter, the page reads as the log line will, secrets hidden."""
+        processor = make()
+        formatter = structlog.stdlib.PositionalArgumentsFormatter()
+        configure_positional(structlog.processors.add_log_level, processor, formatter, render())
+        line = structlog.get_logger().error(*args)
+        [message] = smn_server.wait_for_messages(1)
+        assert message.message == f"ERROR structlog: {paged}"
+        assert "positional_args" not in message.message and "positional_args" not in str(line)
+
+    def test_mismatch_pages_the_template_and_counts_never_a_value(
+        self, make: Callable[..., Any], smn_server: FakeSMNServer
+    ) -> None:
+        """One argument short: structlog's formatter raises, the page shows counts, not the arguments."""
+        processor = make()
+        formatter = structlog.stdlib.PositionalArgumentsFormatter()
+        configure_positional(structlog.processors.add_log_level, processor, formatter, render())
+        with pytest.raises(TypeError):  # structlog's own formatter, after the processor
+            structlog.get_logger().error("login failed user=%s password=%s attempt=%d", "bob", "hunter2")
+        [message] = smn_server.wait_for_messages(1)
+        assert message.message == (
+            "ERROR structlog: login failed user=%s password=*** attempt=%d "
+            "(bad log arguments: 3 placeholders, 2 arguments)"
+        )
+
+
 def boom() -> None:
     raise ValueError("card declined")
 
