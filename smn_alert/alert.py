@@ -7,6 +7,7 @@ handler sees is never touched. Text is capped here so that a flood of huge messa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, NamedTuple, Optional
 
-from smn_alert._secret_words import is_secret_key
+from smn_alert._secret_words import is_secret_key, masked
 
 __all__ = [
     "IGNORED_LOGGERS",
@@ -131,8 +132,11 @@ def _event_text(event_dict: Mapping[str, Any]) -> str:
 def _kv_value(value: object) -> str:
     """Render a value for ``key=value``: quoted when it holds spaces or quotes, as structlog does.
 
-    Quoting keeps a value whole, so redaction hides all of ``password='x y z'``, not just ``x``.
+    Quoting keeps a value whole, so redaction hides all of ``password='x y z'``, not just ``x``; a
+    secret-named key inside a dict (``ctx={"user": "bob", "password": "pw"}``) is masked by name.
     """
+    with contextlib.suppress(Exception):  # changed while read (another thread): shown as is, still redacted
+        value = masked(value, MAX_SNAPSHOT_CHARS)
     text = _safe_str(value)
     if not _NEEDS_QUOTES.search(text):
         return text

@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from typing import Literal, Union
 
-from smn_alert._secret_words import KEY_WORDS
+from smn_alert._secret_words import SECRET_SHAPES
 from smn_alert.errors import SMNConfigError
 from smn_alert.fields import MAX_MESSAGE_LENGTH
 
@@ -39,41 +39,9 @@ BRACKETS = {
 RedactPattern = Union[str, "re.Pattern[str]"]
 
 # --- redaction ---------------------------------------------------------------------------------------
-# Built-in patterns mark the secret part with a group named "secret" (so the key name stays readable),
-# or have no group at all (the whole match is the secret). Order matters: a header eats its whole line
-# before the narrower shapes look at it.
-_KEY_WORDS = KEY_WORDS
-_QUOTED_OR_BARE = (
-    r"[\"']?[ \t]*[:=][ \t]*(?P<q>[\"'])?"
-    # A bare value ends at white space, a quote or a query's "&", not at "," or ";" inside it
-    # ("password=p@ss;w0rd" must not leak ";w0rd"); a trailing "," or ";" is punctuation, not secret.
-    r"(?P<secret>(?(q)(?:\\.|(?!(?P=q))[^\\\n])+|[^\s\"'&]*[^\s\"'&,;)\]}]))"
-)
-_BUILTIN_SOURCES = (
-    # Authorization: <anything to end of line>; Proxy-/X-Authorization, cookies, "Authorization": "..."
-    r"(?i)(?<![\w-])(?:proxy-|x-)?(?:authorization|set-cookie|cookie)[\"']?[ \t]*[:=][ \t]*"
-    r"(?P<q>[\"'])?(?P<secret>(?(q)[^\"'\n]+|[^\n]+))",
-    # scheme://user:password@host: keep user and host.
-    # (A scheme starts where no scheme character stands before it: linear time on "a.a.a.a...".)
-    r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://[^\s:/@]*:(?P<secret>[^\s/?#]+)@",
-    # password=..., "api_key": "...", dbPassword: ..., ?token=..., sk=..., HUAWEICLOUD_SDK_SK=...
-    r"(?i)(?<![\w.-])(?:[\w.-]*?(?:" + _KEY_WORDS + r")|(?:[\w-]*[_-])?(?:pass|sk))" + _QUOTED_OR_BARE,
-    # Bearer / Basic / Token credentials; a token of only lowercase letters is a word ("basic setup").
-    r"\b(?i:bearer|basic|token)[ \t]+"
-    r"(?P<secret>(?=[A-Za-z0-9._~+/-][a-z._~-]*[A-Z0-9+/=])[A-Za-z0-9._~+/-]{8,}=*)",
-    # JSON Web Tokens.
-    r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*)?",
-    # Long hex: keys, HMACs, session ids.
-    r"(?<![A-Za-z0-9])[0-9a-fA-F]{32,}(?![A-Za-z0-9])",
-    # Long base64 / base64url runs with upper, lower and digits (words and identifiers rarely have all three).
-    r"(?<![A-Za-z0-9+/=])(?=[A-Za-z0-9+/]*[A-Z])(?=[A-Za-z0-9+/]*[a-z])(?=[A-Za-z0-9+/]*[0-9])"
-    r"[A-Za-z0-9+/]{32,}={0,2}(?![A-Za-z0-9+/=])",
-    r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]*[A-Z])(?=[A-Za-z0-9_-]*[a-z])(?=[A-Za-z0-9_-]*[0-9])"
-    r"[A-Za-z0-9_-]{32,}(?![A-Za-z0-9_-])",
-    # Access-key ids (Huawei, AWS): 20 upper-case letters and digits.
-    r"(?<![A-Za-z0-9])(?=[A-Z0-9]*[0-9])(?=[0-9]*[A-Z])[A-Z0-9]{20}(?![A-Za-z0-9])",
-)
-_BUILTIN = tuple(re.compile(source) for source in _BUILTIN_SOURCES)
+# The built-in patterns, each with its examples, are the table SECRET_SHAPES; applied in its order.
+_BUILTIN = tuple(re.compile(shape.pattern) for shape in SECRET_SHAPES)
+_CHECKS = {pattern: shape.check for pattern, shape in zip(_BUILTIN, SECRET_SHAPES) if shape.check is not None}
 
 
 # What went wrong in a regular expression, in re's own words but never the pattern's: re's message may
@@ -143,11 +111,12 @@ DEFAULT_REDACTIONS = compile_redactions()
 def _replacer(pattern: re.Pattern[str]) -> Callable[[re.Match[str]], str]:
     """Build the replacement that hides the secret group of ``pattern`` and keeps the rest of the match."""
     group: int | str = "secret" if "secret" in pattern.groupindex else (1 if pattern.groups else 0)
+    check = _CHECKS.get(pattern)
 
     def replace(match: re.Match[str]) -> str:
         start, end = match.span(group)
-        if start >= end:  # the group did not take part, or is empty: nothing to hide
-            return match.group(0)
+        if start >= end or (check is not None and not check(match.group(group))):
+            return match.group(0)  # nothing to hide: the group is empty, or what matched is not a secret
         whole, base = match.group(0), match.start()
         return f"{whole[: start - base]}{REDACTED}{whole[end - base :]}"
 
@@ -156,6 +125,9 @@ def _replacer(pattern: re.Pattern[str]) -> Callable[[re.Match[str]], str]:
 
 def redact(text: str, patterns: Iterable[re.Pattern[str]] = DEFAULT_REDACTIONS) -> str:
     """Replace what looks like a secret in ``text`` with ``***``, keeping key names: ``password=***``.
+
+    The built-in shapes (key names, command-line flags, ``user:pass@host``, private keys, token formats,
+    card numbers ...) are the rows of ``smn_alert._secret_words.SECRET_SHAPES``, each with its examples.
 
     Args:
         text: Any text; apply this before cutting, so a secret is seen whole.

@@ -550,6 +550,21 @@ class TestText:
             assert secret not in text
         assert "password=" in text and "upstream 401" in text
 
+    def test_secret_shapes_never_reach_a_phone(self, pager: Pager, smn_server: FakeSMNServer) -> None:
+        """Flags, user:pass@host, a card, a query key and a private key cut by the snapshot: all hidden."""
+        _, logger = pager()
+        body = "\n".join(["onlylowercaseletterssothatnoothershapeseesit" * 2] * 60)  # 5,000+ chars, no END
+        logger.error(
+            "deploy --password hunter2 to admin:hunter3@db.internal card 4111 1111 1111 1111 "
+            "via /geo?key=hunter4&q=x %s",
+            f"-----BEGIN RSA PRIVATE KEY-----\n{body}",
+        )
+        text = smn_server.wait_for_messages(1)[0].message
+        for secret in ("hunter2", "hunter3", "4111", "hunter4", "onlylowercase"):
+            assert secret not in text
+        assert "--password *** to admin:***@db.internal card *** via /geo?key=***&q=x" in text
+        assert text.endswith("-----BEGIN RSA PRIVATE KEY-----***")
+
     @pytest.mark.parametrize(
         ("msg", "args", "shown"),
         [

@@ -152,6 +152,8 @@ class TestPositionalArguments:
         [
             (("user=%s password=%s", "bob", "hunter2"), "user=bob password=***"),
             (("user=%(user)s password=%(pw)s", {"user": "bob", "pw": "hunter2"}), "user=bob password=***"),
+            (("user=%(user)s pw=%(pw)s", {"user": "bob", "pw": "hunter2"}), "user=bob pw=***"),
+            (("login %s failed", "admin:hunter2@db.internal"), "login admin:***@db.internal failed"),
             (("%s", {"password": "hunter2"}), "{'password': '***'}"),
         ],
     )
@@ -181,6 +183,47 @@ class TestPositionalArguments:
             "ERROR structlog: login failed user=%s password=*** attempt=%d "
             "(bad log arguments: 3 placeholders, 2 arguments)"
         )
+
+
+class TestSecretKeys:
+    @pytest.mark.parametrize(
+        ("values", "paged"),
+        [
+            ({"pw": "hunter2", "passcode": "4711", "user": "bob"}, "pw=*** passcode=*** user=bob"),
+            ({"auth": {"user": "bob", "password": "hunter2"}}, "auth=***"),
+            ({"creds": ("bob", "hunter2"), "basic_auth": ["bob", "hunter2"]}, "creds=*** basic_auth=***"),
+            ({"request_sig": "a1b2c3d4", "signature": "e5f6"}, "request_sig=*** signature=***"),
+            ({"ctx": {"user": "bob", "password": "hunter2", "retries": 3}},
+             "ctx=\"{'user': 'bob', 'password': '***', 'retries': 3}\""),
+            ({"calls": [("login", {"api_key": "hunter2"})]},  # a page shows [] as ()
+             "calls=\"(('login', {'api_key': '***'}))\""),
+            ({"ctx": {"card": "4111 1111 1111 1111"}}, "ctx=\"{'card': '***'}\""),
+        ],
+    )  # fmt: skip
+    def test_secret_names_hidden_also_inside_nested_values(
+        self, make: Callable[..., Any], smn_server: FakeSMNServer, values: dict[str, Any], paged: str
+    ) -> None:
+        """pw=, passcode=, auth=(...) and a password inside a dict never reach a phone; the rest stays."""
+        processor = make()
+        configure(structlog.processors.add_log_level, processor, render())
+        structlog.get_logger().error("login failed", **values)
+        [message] = smn_server.wait_for_messages(1)
+        assert message.message == f"ERROR structlog: login failed {paged}"
+        assert "hunter2" not in message.message
+
+    def test_a_huge_nested_value_costs_the_caller_little(
+        self, make: Callable[..., Any], smn_server: FakeSMNServer
+    ) -> None:
+        """A million-item list under a key is masked and cut from its first items, not copied whole."""
+        processor = make()
+        configure(structlog.processors.add_log_level, processor, render())
+        huge = [{"password": "hunter2", "n": n} for n in range(1_000_000)]
+        started = time.perf_counter()
+        processor(None, "error", {"event": "batch failed", "level": "error", "rows": huge})
+        assert time.perf_counter() - started < 0.2  # str() of it all took 0.9 s
+        [message] = smn_server.wait_for_messages(1)
+        assert message.message.startswith("ERROR structlog: batch failed rows=\"({'password': '***', 'n': 0}")
+        assert "hunter2" not in message.message
 
 
 def boom() -> None:
