@@ -296,6 +296,34 @@ class TestExceptions:
         assert "ValueError" not in message.message
 
 
+class _NamelessMeta(type):
+    """A metaclass that will not tell a class's name or module (some proxy metaclasses raise so)."""
+
+    def __getattribute__(cls, name: str) -> Any:
+        if name in ("__name__", "__qualname__", "__module__"):
+            raise RuntimeError("no name for you")
+        return super().__getattribute__(name)
+
+
+class NamelessError(Exception, metaclass=_NamelessMeta):
+    pass
+
+
+def test_an_exception_that_hides_its_name_is_paged_with_a_placeholder(
+    make: Callable[..., Any], smn_server: FakeSMNServer
+) -> None:
+    """An exception class whose metaclass raises on __name__ still pages, typed <unknown exception>."""
+    processor = make()
+    configure(structlog.processors.add_log_level, processor, render())
+    try:
+        raise NamelessError("vault sealed")
+    except NamelessError:
+        structlog.get_logger().exception("unseal failed")
+    [message] = smn_server.wait_for_messages(1)
+    assert message.message.startswith("ERROR structlog: unseal failed | <unknown exception>: vault sealed")
+    assert processor.stats()["received"] == 1
+
+
 class TestNoFeedbackLoop:
     def test_events_of_smn_alert_and_its_http_stack_never_page(self) -> None:
         """structlog events named for smn_alert, urllib3 or requests are not alerts (they loop)."""
