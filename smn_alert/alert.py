@@ -7,6 +7,7 @@ handler sees is never touched. Text is capped here so that a flood of huge messa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -16,11 +17,12 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, NamedTuple, Optional
 
-from smn_alert._secret_words import is_secret_key
+from smn_alert._secret_words import is_secret_key, masked
 
 __all__ = [
     "IGNORED_LOGGERS",
     "MAX_SNAPSHOT_CHARS",
+    "UNKNOWN_EXCEPTION",
     "Alert",
     "Fingerprint",
     "is_own_logger",
@@ -39,8 +41,9 @@ IGNORED_LOGGERS = ("smn_alert", "urllib3", "requests")
 Fingerprint = tuple[str, int, str, str, str]
 
 _EVENT_SKIP = frozenset(
-    {"event", "level", "log_level", "logger", "logger_name", "timestamp", "exc_info", "exception", "stack"}
-)
+    {"event", "level", "log_level", "logger", "logger_name", "timestamp", "exc_info", "exception", "stack",
+     "positional_args"}
+)  # fmt: skip
 _NEEDS_QUOTES = re.compile(r"[\s'\"=]")
 # Keys structlog's render_to_log_kwargs passes as logging arguments rather than as record attributes.
 _KWARG_KEYS = frozenset({"event", "exc_info", "stack_info", "stacklevel"})
@@ -60,11 +63,80 @@ def _safe_str(value: object) -> str:
     return text if len(text) <= MAX_SNAPSHOT_CHARS else text[:MAX_SNAPSHOT_CHARS]
 
 
+# One %-placeholder: "%%", "%s", "%-10.3f", "%*d", "%(name)s". A name stops at "%" too, so that a
+# template of a million "%(" is still scanned in linear time.
+_PLACEHOLDER = re.compile(
+    r"%(?:\((?P<key>[^)%]*)\))?[#0 +-]*(?P<width>\*|\d+)?(?:\.(?P<prec>\*|\d+))?[hlL]?(?P<conv>.)?", re.S
+)
+
+
+def _placeholders(template: str) -> int:
+    """How many arguments ``template`` asks for: ``%%`` none, ``%*.*f`` three."""
+    count = 0
+    for found in _PLACEHOLDER.finditer(template):
+        if found["conv"] != "%":
+            count += 1 + (found["width"] == "*") + (found["prec"] == "*")
+    return count
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _mismatch(template: object, args: object, error: BaseException) -> str:
+    """Say why ``template % args`` failed without showing any argument.
+
+    The arguments are not shown, not even redacted next to the names the template gives them: when the
+    counts differ, which value belongs to which name is exactly what is unknown, so a password could
+    land next to ``user=``. Only counts, and names the template itself holds, are said.
+    """
+    text = template if isinstance(template, str) else _safe_str(template)  # logging formats str(msg)
+    count = _placeholders(text)
+    wanted = _plural(count, "placeholder")
+    if isinstance(args, Mapping):
+        key = error.args[0] if isinstance(error, KeyError) and error.args else None
+        missing = f", none named {key}" if isinstance(key, str) and f"%({key})" in text else ""
+        return f"{wanted}, a mapping of {_plural(len(args), 'key')}{missing}"
+    given = len(args) if isinstance(args, tuple) else 1
+    said = f"{wanted}, {_plural(given, 'argument')}"
+    return said if count != given else f"{said}: {type(error).__name__}"  # same count: a wrong type
+
+
+def _bad_arguments(template: object, args: object, error: BaseException) -> str:
+    """Show the template, capped, and why its arguments did not fit it; never an argument's value."""
+    try:
+        note = _mismatch(template, args, error)
+    except Exception:
+        note = "they do not fit the message"
+    return f"{_safe_str(template)} (bad log arguments: {note})"
+
+
+def _event_text(event_dict: Mapping[str, Any]) -> str:
+    """Render the event as structlog's ``PositionalArgumentsFormatter`` will: ``event % args``.
+
+    ``SMNProcessor`` sits before that formatter, so ``positional_args`` are still apart; a page must read
+    as the log line will, and the arguments then go through redaction with the text around them.
+    """
+    event = event_dict.get("event", "")
+    args = event_dict.get("positional_args")
+    try:
+        if not args or not isinstance(event, str):
+            return _safe_str(event)
+        if len(args) == 1 and isinstance(args[0], dict) and args[0]:
+            args = args[0]  # one non-empty dict: the mapping for %(name)s, as logging and structlog do
+        return _safe_str(str.__mod__(event, args))
+    except Exception as error:
+        return _bad_arguments(event, args, error)
+
+
 def _kv_value(value: object) -> str:
     """Render a value for ``key=value``: quoted when it holds spaces or quotes, as structlog does.
 
-    Quoting keeps a value whole, so redaction hides all of ``password='x y z'``, not just ``x``.
+    Quoting keeps a value whole, so redaction hides all of ``password='x y z'``, not just ``x``; a
+    secret-named key inside a dict (``ctx={"user": "bob", "password": "pw"}``) is masked by name.
     """
+    with contextlib.suppress(Exception):  # changed while read (another thread): shown as is, still redacted
+        value = masked(value, MAX_SNAPSHOT_CHARS)
     text = _safe_str(value)
     if not _NEEDS_QUOTES.search(text):
         return text
@@ -74,10 +146,23 @@ def _kv_value(value: object) -> str:
     return f"'{text}'" if "'" not in text else f'"{text}"'
 
 
+#: The type shown for an exception whose class cannot tell its own name (its metaclass raises).
+UNKNOWN_EXCEPTION = "<unknown exception>"
+
+
 def _type_name(exc_type: type) -> str:
-    module = getattr(exc_type, "__module__", "builtins")
-    name = getattr(exc_type, "__qualname__", None) or exc_type.__name__
-    return name if module in ("builtins", "__main__") else f"{module}.{name}"
+    """``module.QualName`` of an exception class, or :data:`UNKNOWN_EXCEPTION`; never raises.
+
+    A metaclass may raise on any attribute access, or answer with a non-string: the page still goes out.
+    """
+    try:
+        module = getattr(exc_type, "__module__", "builtins")
+        name = getattr(exc_type, "__qualname__", None) or exc_type.__name__
+        if not isinstance(name, str) or not isinstance(module, str):
+            return UNKNOWN_EXCEPTION
+        return name if module in ("builtins", "__main__") else f"{module}.{name}"
+    except Exception:
+        return UNKNOWN_EXCEPTION
 
 
 def _innermost_frame(tb: TracebackType | None) -> str:
@@ -211,8 +296,8 @@ class Alert(_AlertFields):
         template = msg if isinstance(msg, str) else f"<{type(msg).__name__}>"
         try:
             message = _safe_str(record.getMessage())
-        except Exception:
-            message = f"{_safe_str(msg)} (bad log arguments: {_safe_str(record.args)})"
+        except Exception as error:
+            message = _bad_arguments(msg, record.args, error)
         exc_type, exc_value, exc_where = _exc_parts(record.exc_info) if record.exc_info else ("", "", "")
         return cls(
             record.levelno, record.levelname, record.name, template[:MAX_SNAPSHOT_CHARS], message,
@@ -229,7 +314,7 @@ class Alert(_AlertFields):
         created: float | None = None,
     ) -> Alert:
         """Snapshot a structlog event dict: the event is the template, key=value pairs follow it."""
-        event = _safe_str(event_dict.get("event", ""))
+        event = _event_text(event_dict)
         extras = " ".join(
             f"{key}={'***' if is_secret_key(key) else _kv_value(value)}"
             for key, value in event_dict.items()
@@ -240,8 +325,9 @@ class Alert(_AlertFields):
         exc_type, exc_value, exc_where = _exc_parts(exc_info) if exc_info else ("", "", "")
         if not exc_type and event_dict.get("exception"):  # format_exc_info / dict_tracebacks ran first
             exc_type, exc_value, exc_where = _rendered_exc_parts(event_dict["exception"])
+        template = _safe_str(event_dict.get("event", ""))
         return cls(
-            levelno, levelname, logger, event, message[:MAX_SNAPSHOT_CHARS],
+            levelno, levelname, logger, template, message[:MAX_SNAPSHOT_CHARS],
             exc_type, exc_value, exc_where, created,
         )  # fmt: skip
 

@@ -4,6 +4,10 @@ It does not import structlog: a processor is any callable ``(logger, method_name
 It snapshots events at or above its level, hands them to its dispatcher, and returns the event dict unchanged,
 so it can sit anywhere in the chain. Events it paged are remembered for the current thread, so an
 ``SMNHandler`` behind structlog's ``ProcessorFormatter`` does not page them a second time.
+
+The page reads as the log line will: ``positional_args`` (``log.error("user=%s", name)`` through
+``structlog.stdlib.BoundLogger``) are applied as ``PositionalArgumentsFormatter`` will apply them, even when
+that formatter comes later in the chain, so the arguments go through redaction with the text around them.
 """
 
 from __future__ import annotations

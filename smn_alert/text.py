@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from typing import Literal, Union
 
-from smn_alert._secret_words import KEY_WORDS
+from smn_alert._secret_words import SECRET_SHAPES
 from smn_alert.errors import SMNConfigError
 from smn_alert.fields import MAX_MESSAGE_LENGTH
 
@@ -39,54 +39,53 @@ BRACKETS = {
 RedactPattern = Union[str, "re.Pattern[str]"]
 
 # --- redaction ---------------------------------------------------------------------------------------
-# Built-in patterns mark the secret part with a group named "secret" (so the key name stays readable),
-# or have no group at all (the whole match is the secret). Order matters: a header eats its whole line
-# before the narrower shapes look at it.
-_KEY_WORDS = KEY_WORDS
-_QUOTED_OR_BARE = (
-    r"[\"']?[ \t]*[:=][ \t]*(?P<q>[\"'])?"
-    # A bare value ends at white space, a quote or a query's "&", not at "," or ";" inside it
-    # ("password=p@ss;w0rd" must not leak ";w0rd"); a trailing "," or ";" is punctuation, not secret.
-    r"(?P<secret>(?(q)(?:\\.|(?!(?P=q))[^\\\n])+|[^\s\"'&]*[^\s\"'&,;)\]}]))"
-)
-_BUILTIN_SOURCES = (
-    # Authorization: <anything to end of line>; Proxy-/X-Authorization, cookies, "Authorization": "..."
-    r"(?i)(?<![\w-])(?:proxy-|x-)?(?:authorization|set-cookie|cookie)[\"']?[ \t]*[:=][ \t]*"
-    r"(?P<q>[\"'])?(?P<secret>(?(q)[^\"'\n]+|[^\n]+))",
-    # scheme://user:password@host: keep user and host.
-    # (A scheme starts where no scheme character stands before it: linear time on "a.a.a.a...".)
-    r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://[^\s:/@]*:(?P<secret>[^\s/?#]+)@",
-    # password=..., "api_key": "...", dbPassword: ..., ?token=..., sk=..., HUAWEICLOUD_SDK_SK=...
-    r"(?i)(?<![\w.-])(?:[\w.-]*?(?:" + _KEY_WORDS + r")|(?:[\w-]*[_-])?(?:pass|sk))" + _QUOTED_OR_BARE,
-    # Bearer / Basic / Token credentials; a token of only lowercase letters is a word ("basic setup").
-    r"\b(?i:bearer|basic|token)[ \t]+"
-    r"(?P<secret>(?=[A-Za-z0-9._~+/-][a-z._~-]*[A-Z0-9+/=])[A-Za-z0-9._~+/-]{8,}=*)",
-    # JSON Web Tokens.
-    r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*)?",
-    # Long hex: keys, HMACs, session ids.
-    r"(?<![A-Za-z0-9])[0-9a-fA-F]{32,}(?![A-Za-z0-9])",
-    # Long base64 / base64url runs with upper, lower and digits (words and identifiers rarely have all three).
-    r"(?<![A-Za-z0-9+/=])(?=[A-Za-z0-9+/]*[A-Z])(?=[A-Za-z0-9+/]*[a-z])(?=[A-Za-z0-9+/]*[0-9])"
-    r"[A-Za-z0-9+/]{32,}={0,2}(?![A-Za-z0-9+/=])",
-    r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]*[A-Z])(?=[A-Za-z0-9_-]*[a-z])(?=[A-Za-z0-9_-]*[0-9])"
-    r"[A-Za-z0-9_-]{32,}(?![A-Za-z0-9_-])",
-    # Access-key ids (Huawei, AWS): 20 upper-case letters and digits.
-    r"(?<![A-Za-z0-9])(?=[A-Z0-9]*[0-9])(?=[0-9]*[A-Z])[A-Z0-9]{20}(?![A-Za-z0-9])",
-)
-_BUILTIN = tuple(re.compile(source) for source in _BUILTIN_SOURCES)
+# The built-in patterns, each with its examples, are the table SECRET_SHAPES; applied in its order.
+_BUILTIN = tuple(re.compile(shape.pattern) for shape in SECRET_SHAPES)
+_CHECKS = {pattern: shape.check for pattern, shape in zip(_BUILTIN, SECRET_SHAPES) if shape.check is not None}
 
 
-def _compile_one(pattern: object) -> re.Pattern[str]:
+# What went wrong in a regular expression, in re's own words but never the pattern's: re's message may
+# quote part of the pattern ("unknown group name 'hunter2'"), and a pattern may be a literal secret.
+_RE_ERROR_KINDS = sorted(
+    (
+        "bad character in group name", "bad character range", "bad escape", "bad group number",
+        "bad inline flags", "cannot refer to an open group",
+        "cannot refer to group defined in the same pattern",
+        "conditional backref with more than two branches", "global flags not at the start of the expression",
+        "incomplete escape", "invalid group reference", "look-behind requires fixed-width pattern",
+        "looks too much behind", "min repeat greater than max repeat", "missing ), unterminated comment",
+        "missing ), unterminated subpattern", "missing group name", "missing", "multiple repeat",
+        "nothing to repeat", "octal escape value", "redefinition of group name", "too many groups",
+        "unbalanced parenthesis", "undefined character name", "unexpected end of pattern",
+        "unknown extension", "unknown flag", "unknown group name", "unterminated character set",
+    ),
+    key=len,
+    reverse=True,  # the longest first: "missing ), unterminated subpattern" before "missing"
+)  # fmt: skip
+
+
+def _re_error_kind(error: re.error) -> str:
+    """``re.error`` described without a character of the pattern: its kind and position only."""
+    message = error.msg if isinstance(error.msg, str) else ""
+    kind = next((kind for kind in _RE_ERROR_KINDS if message.startswith(kind)), "error")
+    return kind if error.pos is None else f"{kind} at position {error.pos}"
+
+
+def _compile_one(index: int, pattern: object) -> re.Pattern[str]:
+    """Compile one user pattern; an error names its place in the list, never any of its text."""
+    where = f"redact_patterns[{index}]"
     if isinstance(pattern, re.Pattern):
         if isinstance(pattern.pattern, str):
             return pattern
-        raise SMNConfigError(f"redact_patterns: {pattern.pattern!r} is a bytes pattern; give a str")
+        raise SMNConfigError(f"{where}: a bytes pattern; give a str")
     if not isinstance(pattern, str):
-        raise SMNConfigError(f"redact_patterns: {pattern!r} is not a regular expression string")
+        raise SMNConfigError(f"{where}: {type(pattern).__name__} is not a regular expression string")
     try:
         return re.compile(pattern)
     except re.error as exc:
-        raise SMNConfigError(f"redact_patterns: bad regular expression {pattern!r}: {exc}") from exc
+        kind = _re_error_kind(exc)
+    # Raised outside the handler, so that re's error (whose text may quote the pattern) is not its context.
+    raise SMNConfigError(f"{where}: not a valid regular expression ({kind})")
 
 
 def compile_redactions(extra: Iterable[RedactPattern] | RedactPattern = ()) -> tuple[re.Pattern[str], ...]:
@@ -97,12 +96,12 @@ def compile_redactions(extra: Iterable[RedactPattern] | RedactPattern = ()) -> t
             or group 1 if the pattern has groups (a group named ``secret`` wins). One string is one pattern.
 
     Raises:
-        SMNConfigError: A pattern does not compile or is not a str pattern; the message names
-            ``redact_patterns`` and the pattern.
+        SMNConfigError: A pattern does not compile or is not a str pattern. The message names
+            ``redact_patterns[i]`` and what is wrong, never the pattern (it may be a literal secret).
     """
     if isinstance(extra, (str, re.Pattern)):
         extra = (extra,)
-    return _BUILTIN + tuple(_compile_one(pattern) for pattern in extra)
+    return _BUILTIN + tuple(_compile_one(index, pattern) for index, pattern in enumerate(extra))
 
 
 #: The built-in patterns alone, what :func:`redact` uses when not told otherwise.
@@ -112,11 +111,12 @@ DEFAULT_REDACTIONS = compile_redactions()
 def _replacer(pattern: re.Pattern[str]) -> Callable[[re.Match[str]], str]:
     """Build the replacement that hides the secret group of ``pattern`` and keeps the rest of the match."""
     group: int | str = "secret" if "secret" in pattern.groupindex else (1 if pattern.groups else 0)
+    check = _CHECKS.get(pattern)
 
     def replace(match: re.Match[str]) -> str:
         start, end = match.span(group)
-        if start >= end:  # the group did not take part, or is empty: nothing to hide
-            return match.group(0)
+        if start >= end or (check is not None and not check(match.group(group))):
+            return match.group(0)  # nothing to hide: the group is empty, or what matched is not a secret
         whole, base = match.group(0), match.start()
         return f"{whole[: start - base]}{REDACTED}{whole[end - base :]}"
 
@@ -125,6 +125,9 @@ def _replacer(pattern: re.Pattern[str]) -> Callable[[re.Match[str]], str]:
 
 def redact(text: str, patterns: Iterable[re.Pattern[str]] = DEFAULT_REDACTIONS) -> str:
     """Replace what looks like a secret in ``text`` with ``***``, keeping key names: ``password=***``.
+
+    The built-in shapes (key names, command-line flags, ``user:pass@host``, private keys, token formats,
+    card numbers ...) are the rows of ``smn_alert._secret_words.SECRET_SHAPES``, each with its examples.
 
     Args:
         text: Any text; apply this before cutting, so a secret is seen whole.

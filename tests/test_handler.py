@@ -262,11 +262,26 @@ class WeirdError(Exception):
         raise RuntimeError("exception __str__ exploded")
 
 
-def _weird_exc_info() -> Any:
+class _NamelessMeta(type):
+    """A metaclass that will not tell a class's name or module (some proxy metaclasses raise so)."""
+
+    def __getattribute__(cls, name: str) -> Any:
+        if name in ("__name__", "__qualname__", "__module__"):
+            raise RuntimeError("no name for you")
+        return super().__getattribute__(name)
+
+
+class NamelessError(Exception, metaclass=_NamelessMeta):
+    def __str__(self) -> str:
+        raise RuntimeError("no text either")
+
+
+def _weird_exc_info(kind: str = "weird") -> Any:
+    error_type = NamelessError if kind == "nameless" else WeirdError
     try:
-        raise WeirdError()
-    except WeirdError as error:
-        return (WeirdError, error, error.__traceback__)
+        raise error_type()
+    except error_type as error:
+        return (error_type, error, error.__traceback__)
 
 
 class TestApplicationThread:
@@ -277,6 +292,7 @@ class TestApplicationThread:
             (BadStr(), (), None, "BadStr"),
             ("value %s", (BadStr(),), None, "value"),
             ("weird failure", (), "weird", "WeirdError"),
+            ("nameless failure", (), "nameless", "ERROR app.db: nameless failure | <unknown exception>"),
             ("no traceback", (), (KeyError, KeyError("k"), None), "KeyError"),
             ("outside except", (), (None, None, None), "outside except"),
         ],
@@ -288,7 +304,7 @@ class TestApplicationThread:
         handler, logger = pager()
         errors: list[logging.LogRecord] = []
         handler.handleError = errors.append  # type: ignore[method-assign, assignment]
-        exc = _weird_exc_info() if exc_info == "weird" else exc_info
+        exc = _weird_exc_info(exc_info) if exc_info in ("weird", "nameless") else exc_info
         record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, msg, args, exc)
         logger.handle(record)
         [message] = smn_server.wait_for_messages(1)
@@ -533,6 +549,47 @@ class TestText:
         for secret in ("hunter2", "Ym9iOmh1bnRlcjI", "tok_live_51HxYz", "ACME-123456"):
             assert secret not in text
         assert "password=" in text and "upstream 401" in text
+
+    def test_secret_shapes_never_reach_a_phone(self, pager: Pager, smn_server: FakeSMNServer) -> None:
+        """Flags, user:pass@host, a card, a query key and a private key cut by the snapshot: all hidden."""
+        _, logger = pager()
+        body = "\n".join(["onlylowercaseletterssothatnoothershapeseesit" * 2] * 60)  # 5,000+ chars, no END
+        logger.error(
+            "deploy --password hunter2 to admin:hunter3@db.internal card 4111 1111 1111 1111 "
+            "via /geo?key=hunter4&q=x %s",
+            f"-----BEGIN RSA PRIVATE KEY-----\n{body}",
+        )
+        text = smn_server.wait_for_messages(1)[0].message
+        for secret in ("hunter2", "hunter3", "4111", "hunter4", "onlylowercase"):
+            assert secret not in text
+        assert "--password *** to admin:***@db.internal card *** via /geo?key=***&q=x" in text
+        assert text.endswith("-----BEGIN RSA PRIVATE KEY-----***")
+
+    @pytest.mark.parametrize(
+        ("msg", "args", "shown"),
+        [
+            ("login failed user=%s password=%s attempt=%d", ("bob", "hunter2"),
+             "login failed user=%s password=*** attempt=%d (bad log arguments: 3 placeholders, 2 arguments)"),
+            ("user=%s password=%s", ("hunter2",),  # user forgotten: the password would land under user=
+             "user=%s password=*** (bad log arguments: 2 placeholders, 1 argument)"),
+            ("login failed", ("bob", "hunter2"),
+             "login failed (bad log arguments: 0 placeholders, 2 arguments)"),
+            ("user=%(user)s password=%(password)s try=%(n)d", ({"user": "bob", "password": "hunter2"},),
+             "user=%(user)s password=*** try=%(n)d (bad log arguments: 3 placeholders, a mapping of 2 keys, "
+             "none named n)"),
+            ("attempt=%d user=%s", ("bob", "hunter2"),
+             "attempt=%d user=%s (bad log arguments: 2 placeholders, 2 arguments: TypeError)"),
+        ],
+    )  # fmt: skip
+    def test_bad_arguments_shown_as_counts_never_values(
+        self, pager: Pager, smn_server: FakeSMNServer, msg: str, args: tuple[Any, ...], shown: str
+    ) -> None:
+        """A %-mismatch pages the template and the counts: no argument, redacted or not, reaches a phone."""
+        _, logger = pager()
+        logger.error(msg, *args)
+        [message] = smn_server.wait_for_messages(1)
+        assert message.message == f"ERROR app.db: {shown}"
+        assert "hunter2" not in message.message and "bob" not in message.message
 
     def test_no_brackets_from_log_text(self, pager: Pager, smn_server: FakeSMNServer) -> None:
         """[] and 【】 from prefix, message or exception become other characters in every SMS."""

@@ -136,6 +136,96 @@ class TestLevels:
             SMNProcessor(NUMBERS, sign_id=SIGN, level="loud", **settings)
 
 
+def configure_positional(*processors: Processor) -> None:
+    """structlog's stdlib BoundLogger (it keeps %-arguments in ``positional_args``), returning lines."""
+    structlog.configure(
+        processors=list(processors),
+        logger_factory=structlog.ReturnLoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+class TestPositionalArguments:
+    @pytest.mark.parametrize(
+        ("args", "paged"),
+        [
+            (("user=%s password=%s", "bob", "hunter2"), "user=bob password=***"),
+            (("user=%(user)s password=%(pw)s", {"user": "bob", "pw": "hunter2"}), "user=bob password=***"),
+            (("user=%(user)s pw=%(pw)s", {"user": "bob", "pw": "hunter2"}), "user=bob pw=***"),
+            (("login %s failed", "admin:hunter2@db.internal"), "login admin:***@db.internal failed"),
+            (("%s", {"password": "hunter2"}), "{'password': '***'}"),
+        ],
+    )
+    def test_applied_as_structlog_will_then_redacted(
+        self, make: Callable[..., Any], smn_server: FakeSMNServer, args: tuple[Any, ...], paged: str
+    ) -> None:
+        """Before PositionalArgumentsFormatter, the page reads as the log line will, secrets hidden."""
+        processor = make()
+        formatter = structlog.stdlib.PositionalArgumentsFormatter()
+        configure_positional(structlog.processors.add_log_level, processor, formatter, render())
+        line = structlog.get_logger().error(*args)
+        [message] = smn_server.wait_for_messages(1)
+        assert message.message == f"ERROR structlog: {paged}"
+        assert "positional_args" not in message.message and "positional_args" not in str(line)
+
+    def test_mismatch_pages_the_template_and_counts_never_a_value(
+        self, make: Callable[..., Any], smn_server: FakeSMNServer
+    ) -> None:
+        """One argument short: structlog's formatter raises, the page shows counts, not the arguments."""
+        processor = make()
+        formatter = structlog.stdlib.PositionalArgumentsFormatter()
+        configure_positional(structlog.processors.add_log_level, processor, formatter, render())
+        with pytest.raises(TypeError):  # structlog's own formatter, after the processor
+            structlog.get_logger().error("login failed user=%s password=%s attempt=%d", "bob", "hunter2")
+        [message] = smn_server.wait_for_messages(1)
+        assert message.message == (
+            "ERROR structlog: login failed user=%s password=*** attempt=%d "
+            "(bad log arguments: 3 placeholders, 2 arguments)"
+        )
+
+
+class TestSecretKeys:
+    @pytest.mark.parametrize(
+        ("values", "paged"),
+        [
+            ({"pw": "hunter2", "passcode": "4711", "user": "bob"}, "pw=*** passcode=*** user=bob"),
+            ({"auth": {"user": "bob", "password": "hunter2"}}, "auth=***"),
+            ({"creds": ("bob", "hunter2"), "basic_auth": ["bob", "hunter2"]}, "creds=*** basic_auth=***"),
+            ({"request_sig": "a1b2c3d4", "signature": "e5f6"}, "request_sig=*** signature=***"),
+            ({"ctx": {"user": "bob", "password": "hunter2", "retries": 3}},
+             "ctx=\"{'user': 'bob', 'password': '***', 'retries': 3}\""),
+            ({"calls": [("login", {"api_key": "hunter2"})]},  # a page shows [] as ()
+             "calls=\"(('login', {'api_key': '***'}))\""),
+            ({"ctx": {"card": "4111 1111 1111 1111"}}, "ctx=\"{'card': '***'}\""),
+        ],
+    )  # fmt: skip
+    def test_secret_names_hidden_also_inside_nested_values(
+        self, make: Callable[..., Any], smn_server: FakeSMNServer, values: dict[str, Any], paged: str
+    ) -> None:
+        """pw=, passcode=, auth=(...) and a password inside a dict never reach a phone; the rest stays."""
+        processor = make()
+        configure(structlog.processors.add_log_level, processor, render())
+        structlog.get_logger().error("login failed", **values)
+        [message] = smn_server.wait_for_messages(1)
+        assert message.message == f"ERROR structlog: login failed {paged}"
+        assert "hunter2" not in message.message
+
+    def test_a_huge_nested_value_costs_the_caller_little(
+        self, make: Callable[..., Any], smn_server: FakeSMNServer
+    ) -> None:
+        """A million-item list under a key is masked and cut from its first items, not copied whole."""
+        processor = make()
+        configure(structlog.processors.add_log_level, processor, render())
+        huge = [{"password": "hunter2", "n": n} for n in range(1_000_000)]
+        started = time.perf_counter()
+        processor(None, "error", {"event": "batch failed", "level": "error", "rows": huge})
+        assert time.perf_counter() - started < 0.2  # str() of it all took 0.9 s
+        [message] = smn_server.wait_for_messages(1)
+        assert message.message.startswith("ERROR structlog: batch failed rows=\"({'password': '***', 'n': 0}")
+        assert "hunter2" not in message.message
+
+
 def boom() -> None:
     raise ValueError("card declined")
 
@@ -204,6 +294,34 @@ class TestExceptions:
         [message] = smn_server.wait_for_messages(1)
         assert "RuntimeError: order worker crashed" in message.message, message.message
         assert "ValueError" not in message.message
+
+
+class _NamelessMeta(type):
+    """A metaclass that will not tell a class's name or module (some proxy metaclasses raise so)."""
+
+    def __getattribute__(cls, name: str) -> Any:
+        if name in ("__name__", "__qualname__", "__module__"):
+            raise RuntimeError("no name for you")
+        return super().__getattribute__(name)
+
+
+class NamelessError(Exception, metaclass=_NamelessMeta):
+    pass
+
+
+def test_an_exception_that_hides_its_name_is_paged_with_a_placeholder(
+    make: Callable[..., Any], smn_server: FakeSMNServer
+) -> None:
+    """An exception class whose metaclass raises on __name__ still pages, typed <unknown exception>."""
+    processor = make()
+    configure(structlog.processors.add_log_level, processor, render())
+    try:
+        raise NamelessError("vault sealed")
+    except NamelessError:
+        structlog.get_logger().exception("unseal failed")
+    [message] = smn_server.wait_for_messages(1)
+    assert message.message.startswith("ERROR structlog: unseal failed | <unknown exception>: vault sealed")
+    assert processor.stats()["received"] == 1
 
 
 class TestNoFeedbackLoop:
