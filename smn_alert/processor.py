@@ -18,7 +18,7 @@ from collections.abc import MutableMapping
 from typing import Any, Callable, Optional, Union
 
 from smn_alert.alert import Alert, is_own_logger, mark_paged
-from smn_alert.config import PagerSettings
+from smn_alert.config import PagerSettings, check_level
 from smn_alert.dispatcher import on_worker_thread
 from smn_alert.pipeline import build_dispatcher
 from smn_alert.senders import Sender
@@ -80,10 +80,8 @@ class SMNProcessor:
         wall: Callable[[], float] = time.time,
         **settings: Any,
     ) -> None:
-        levelno = _levelno(level)
-        if levelno is None:
-            raise ValueError(f"level={level!r}: must be a level name such as 'error' or a number")
-        self.levelno = levelno
+        levelno = _levelno(level)  # structlog's own names first ("exception", "warn") ...
+        self.levelno = check_level(level) if levelno is None else levelno  # ... then logging's, or refused
         if endpoints is not None:
             settings["endpoints"] = endpoints
         self.settings = PagerSettings.from_kwargs(**settings)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pytest
 import structlog
 
-from smn_alert import SMNHandler, SMNProcessor
+from smn_alert import SMNConfigError, SMNHandler, SMNProcessor
 from smn_alert.testing import FakeSMNServer
 
 from .conftest import RecordingSender
@@ -129,11 +129,20 @@ class TestLevels:
         assert processor.flush(5.0)
         assert texts(smn_server) == ["WARNING structlog: slow query"]
 
-    def test_bad_level_fails_at_construction(self, smn_server: FakeSMNServer) -> None:
-        """A level that is not a level name fails at start-up with a ValueError naming it."""
+    @pytest.mark.parametrize("level", ["loud", 3.5, True, None])
+    def test_bad_level_fails_at_construction(self, smn_server: FakeSMNServer, level: object) -> None:
+        """A level that is neither a level name nor a whole number fails at start-up, naming it."""
         settings: dict[str, Any] = dict(smn_server.settings())
-        with pytest.raises(ValueError, match="level"):
-            SMNProcessor(NUMBERS, sign_id=SIGN, level="loud", **settings)
+        with pytest.raises(SMNConfigError, match=r"^level="):
+            SMNProcessor(NUMBERS, sign_id=SIGN, level=level, **settings)
+
+    def test_custom_logging_level_name_is_accepted(self, smn_server: FakeSMNServer) -> None:
+        """A level name that logging knows (added with addLevelName) sets the threshold too."""
+        logging.addLevelName(45, "SMN_TEST_PAGEME")
+        settings: dict[str, Any] = dict(smn_server.settings())
+        processor = SMNProcessor(NUMBERS, sign_id=SIGN, level="smn_test_pageme", **settings)
+        processor.close()
+        assert processor.levelno == 45
 
 
 def configure_positional(*processors: Processor) -> None:
