@@ -16,6 +16,7 @@ from typing import NamedTuple
 from smn_alert import fields
 from smn_alert.errors import SMNConfigError
 from smn_alert.fields import mask_number
+from smn_alert.text import compile_user_patterns
 
 __all__ = [
     "CONNECTION_SETTINGS",
@@ -359,33 +360,6 @@ def _resolve_prefix(given: Mapping[str, object], environ: Mapping[str, str]) -> 
     return value.strip()
 
 
-# What re.error says, by its first words: the rest of its message may quote the pattern, which may be
-# a literal secret, so only these words are repeated (longest first; anything else is a "syntax error").
-_REGEX_TROUBLES = sorted(
-    (
-        "bad character in group name", "bad character range", "bad escape", "bad group name",
-        "bad group number", "bad inline flags", "cannot refer to an open group",
-        "cannot refer to group defined in the same lookbehind subpattern",
-        "conditional backref with more than two branches", "global flags not at the start of the expression",
-        "incomplete escape", "invalid group reference", "look-behind requires fixed-width pattern",
-        "looks too much behind", "min repeat greater than max repeat", "missing",
-        "missing ), unterminated comment", "missing ), unterminated subpattern", "missing -, : or )",
-        "missing group name", "multiple repeat", "nothing to repeat", "octal escape value",
-        "redefinition of group name", "the repetition number is too large", "too many groups",
-        "unbalanced parenthesis", "undefined character name", "unexpected end of pattern",
-        "unknown extension", "unknown flag", "unknown group name", "unterminated character set",
-    ),
-    key=len,
-    reverse=True,
-)  # fmt: skip
-
-
-def _regex_trouble(error: re.error) -> str:
-    """Say what is wrong with a pattern without quoting any of it: the kind of error and where."""
-    kind = next((words for words in _REGEX_TROUBLES if error.msg.startswith(words)), "syntax error")
-    return kind if error.pos is None else f"{kind} at position {error.pos}"
-
-
 def _compile_patterns(value: object) -> tuple[re.Pattern[str], ...]:
     """Compile the user's redaction regexes now, so a typo fails at start-up rather than mid-incident.
 
@@ -397,26 +371,7 @@ def _compile_patterns(value: object) -> tuple[re.Pattern[str], ...]:
         raise SMNConfigError(
             f"redact_patterns: must be a list of regular expressions, not {type(value).__name__}"
         )
-    compiled: list[re.Pattern[str]] = []
-    for index, pattern in enumerate(value):
-        name = f"redact_patterns[{index}]"
-        if isinstance(pattern, re.Pattern) and isinstance(pattern.pattern, str):
-            compiled.append(pattern)
-            continue
-        if not isinstance(pattern, str):
-            kind = "a bytes pattern" if isinstance(pattern, re.Pattern) else type(pattern).__name__
-            raise SMNConfigError(f"{name}: a pattern must be a string, not {kind}")
-        try:
-            compiled.append(re.compile(pattern))
-            continue
-        except re.error as exc:
-            trouble = _regex_trouble(exc)
-        # Raised outside the handler: re's error, whose text may quote the pattern, is not even its context.
-        raise SMNConfigError(
-            f"{name}: not a valid regular expression ({trouble}); "
-            "the pattern is not shown, as it may be a secret"
-        )
-    return tuple(compiled)
+    return compile_user_patterns(value)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)

@@ -77,19 +77,21 @@ def _compile_one(index: int, pattern: object) -> re.Pattern[str]:
     if isinstance(pattern, re.Pattern):
         if isinstance(pattern.pattern, str):
             return pattern
-        raise SMNConfigError(f"{where}: a bytes pattern; give a str")
+        raise SMNConfigError(f"{where}: a pattern must be a string, not a bytes pattern")
     if not isinstance(pattern, str):
-        raise SMNConfigError(f"{where}: {type(pattern).__name__} is not a regular expression string")
+        raise SMNConfigError(f"{where}: a pattern must be a string, not {type(pattern).__name__}")
     try:
         return re.compile(pattern)
     except re.error as exc:
         kind = _re_error_kind(exc)
     # Raised outside the handler, so that re's error (whose text may quote the pattern) is not its context.
-    raise SMNConfigError(f"{where}: not a valid regular expression ({kind})")
+    raise SMNConfigError(
+        f"{where}: not a valid regular expression ({kind}); the pattern is not shown, as it may be a secret"
+    )
 
 
-def compile_redactions(extra: Iterable[RedactPattern] | RedactPattern = ()) -> tuple[re.Pattern[str], ...]:
-    """Return the built-in secret patterns followed by the user's own.
+def compile_user_patterns(extra: Iterable[RedactPattern] | RedactPattern = ()) -> tuple[re.Pattern[str], ...]:
+    """Compile the user's own ``redact_patterns`` (the one place they are compiled and checked).
 
     Args:
         extra: Regular expressions (strings or compiled). In a user pattern the whole match is the secret,
@@ -101,7 +103,12 @@ def compile_redactions(extra: Iterable[RedactPattern] | RedactPattern = ()) -> t
     """
     if isinstance(extra, (str, re.Pattern)):
         extra = (extra,)
-    return _BUILTIN + tuple(_compile_one(index, pattern) for index, pattern in enumerate(extra))
+    return tuple(_compile_one(index, pattern) for index, pattern in enumerate(extra))
+
+
+def compile_redactions(extra: Iterable[RedactPattern] | RedactPattern = ()) -> tuple[re.Pattern[str], ...]:
+    """Return the built-in secret patterns followed by the user's own (see :func:`compile_user_patterns`)."""
+    return _BUILTIN + compile_user_patterns(extra)
 
 
 #: The built-in patterns alone, what :func:`redact` uses when not told otherwise.

@@ -90,15 +90,18 @@ class TestCompileRedactions:
         """A broken pattern is named by its place and re's kind of error; no part of it is echoed."""
         with pytest.raises(SMNConfigError) as info:
             compile_redactions([r"ok", pattern])
-        assert str(info.value) == f"redact_patterns[1]: not a valid regular expression ({kind})"
+        assert str(info.value) == (
+            f"redact_patterns[1]: not a valid regular expression ({kind}); "
+            "the pattern is not shown, as it may be a secret"
+        )
         assert isinstance(info.value, ValueError)
         assert info.value.__cause__ is None and info.value.__context__ is None  # re's text quotes it
 
     @pytest.mark.parametrize(
         ("bad", "said"),
-        [(re.compile(rb"hunter2"), "a bytes pattern; give a str"),
-         (b"hunter2", "bytes is not a regular expression string"),
-         (42, "int is not a regular expression string")],
+        [(re.compile(rb"hunter2"), "a pattern must be a string, not a bytes pattern"),
+         (b"hunter2", "a pattern must be a string, not bytes"),
+         (42, "a pattern must be a string, not int")],
     )  # fmt: skip
     def test_non_text_patterns_refused_without_echo(self, bad, said):
         """Bytes patterns and non-strings are refused up front, not at the first page, and not quoted."""
