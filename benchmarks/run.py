@@ -29,7 +29,9 @@ from _common import Row, error_row, machine
 #: The benchmark modules, in the order of the issue.
 BENCHMARKS = (
     "bench_emit",
+    "bench_beside",
     "bench_exception",
+    "bench_structlog",
     "bench_flood",
     "bench_first_page",
     "bench_shutdown",
