@@ -51,6 +51,14 @@ class Rig:
             while buffer and time.monotonic() < deadline:
                 time.sleep(0.0005)
 
+    def paged(self) -> str:
+        """What the (first) pager did with the alerts it was given, for a row's note: it pages, and folds."""
+        stats = self.pagers[0].stats()
+        counts = ", ".join(
+            f"{key} {stats[key]:,}" for key in ("received", "sent", "folded", "dropped", "pending")
+        )
+        return f"the pager sent {stats['pages']} SMS; stats(): {counts}"
+
     def measure(self, batch: Batch, rounds: int, seed: int = 5) -> dict[str, list[float]]:
         """Seconds per batch for each logger, ``rounds`` samples each, interleaved."""
         rng = random.Random(seed)
@@ -145,7 +153,7 @@ def rows(
 
 
 def beside_rows(
-    bench: str, samples: dict[str, list[float]], calls: int, target: float, what: str
+    bench: str, samples: dict[str, list[float]], calls: int, target: float, what: str, paged: str
 ) -> list[Row]:
     """The cost the pager adds beside ``what`` vs what QueueHandler adds there, and the medians."""
     values = per_call(samples, calls)
@@ -154,7 +162,10 @@ def beside_rows(
     ratio = over_smn / over_queue if over_queue > 0 else float("inf")
     labels = {"smn": f"{what}+SMNHandler", "queue": f"{what}+QueueHandler", "null": f"{what}+NullHandler"}
     data = {"median": med, "samples": len(values["smn"]), "calls_per_sample": calls}
-    note = f"{len(values['smn'])} samples x {calls} calls each; NullHandler beside it {us(med['null'])}/call"
+    note = (
+        f"{len(values['smn'])} samples x {calls} calls each; NullHandler beside it {us(med['null'])}/call; "
+    )
+    note += paged
     return [
         Row(bench, f"cost added above {what}+NullHandler", plus_us(over_smn),
             f"QueueHandler {plus_us(over_queue)}", times(ratio) if over_queue > 0 else "-",

@@ -37,4 +37,5 @@ def run(mode: str) -> list[Row]:
         stream.setFormatter(logging.Formatter(FORMAT))
         with rig(server, "bench.beside", beside=[stream]) as bench:
             samples = bench.measure(batch, rounds)
-    return beside_rows("emit.beside_stream", samples, calls, TARGET, "stream")
+            paged = bench.paged()
+    return beside_rows("emit.beside_stream", samples, calls, TARGET, "stream", paged)

@@ -81,10 +81,11 @@ def run(mode: str) -> list[Row]:
     with FakeSMNServer() as server, structlog_rig(server) as bench:
         error_samples = bench.measure(errors, rounds)
         info_samples = bench.measure(infos, rounds, seed=6)
-    return _rows(per_call(error_samples, calls), per_call(info_samples, calls), calls)
+        paged = bench.paged()
+    return _rows(per_call(error_samples, calls), per_call(info_samples, calls), calls, paged)
 
 
-def _rows(error: dict[str, list[float]], info: dict[str, list[float]], calls: int) -> list[Row]:
+def _rows(error: dict[str, list[float]], info: dict[str, list[float]], calls: int, paged: str) -> list[Row]:
     err = {name: median(values) for name, values in error.items()}
     inf = {name: median(values) for name, values in info.items()}
     ratio, added = err["smn"] / err["plain"], inf["smn"] - inf["plain"]
@@ -94,7 +95,7 @@ def _rows(error: dict[str, list[float]], info: dict[str, list[float]], calls: in
     return [
         Row("structlog.error", "error event, median per call", us(err["smn"]), f"without {us(err['plain'])}",
             times(ratio), f"<= {ERROR_TARGET:.1f}x", verdict(ratio <= ERROR_TARGET),
-            f"{size}; median [p25-p75] in us: {spread(error, labels)}", {"median": err}),
+            f"{size}; median [p25-p75] in us: {spread(error, labels)}; {paged}", {"median": err}),
         Row("structlog.info", "info event, cost added", plus_us(added), f"without {us(inf['plain'])}",
             times(inf["smn"] / inf["plain"]), f"<= +{INFO_TARGET * 1e6:.1f} us", added_ok,
             f"{size}; median [p25-p75] in us: {spread(info, labels)}", {"median": inf}),
