@@ -74,8 +74,18 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
+def quartiles(values: Sequence[float]) -> tuple[float, float]:
+    """The 25th and 75th percentiles (nearest rank): the spread around a median."""
+    return percentile(values, 25), percentile(values, 75)
+
+
 def us(seconds: float) -> str:
     return f"{seconds * 1e6:.2f} us"
+
+
+def plus_us(seconds: float) -> str:
+    """A cost added, with its sign: ``+3.80 us`` (or ``-0.10 us`` when within noise of nothing)."""
+    return f"{seconds * 1e6:+.2f} us"
 
 
 def ms(seconds: float) -> str:
@@ -211,11 +221,11 @@ def run_json(args: Sequence[str], timeout: float) -> dict[str, Any]:
 
 # --- loggers and handlers ------------------------------------------------------------------------------
 @contextmanager
-def attached(name: str, handler: logging.Handler, level: int = logging.ERROR) -> Iterator[logging.Logger]:
-    """A logger that sends only to ``handler`` while the block runs."""
+def attached(name: str, *handlers: logging.Handler, level: int = logging.ERROR) -> Iterator[logging.Logger]:
+    """A logger that sends only to ``handlers`` (in that order) while the block runs."""
     logger = logging.getLogger(name)
     saved = (logger.level, logger.propagate, list(logger.handlers))
-    logger.handlers[:] = [handler]
+    logger.handlers[:] = list(handlers)
     logger.setLevel(level)
     logger.propagate = False
     try:

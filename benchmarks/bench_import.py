@@ -4,7 +4,8 @@ Each import is timed inside a fresh interpreter (``time.perf_counter`` around th
 bytecode cached (a warm-up run fills the cache), the two kinds of interpreter interleaved, many runs.
 ``import smn_alert`` must not import requests, and ``from smn_alert import SMNHandler`` (which loads the
 pipeline lazily) neither.
-Target: ``import smn_alert`` median <= 1.0x ``import logging.handlers`` (the issue names no figure).
+Targets: ``import smn_alert`` and ``from smn_alert import SMNHandler`` (what ``dictConfig`` pays), medians
+<= 1.0x ``import logging.handlers``.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ def run(mode: str) -> list[Row]:
             times(package / stdlib), f"<= {TARGET:.1f}x", verdict(package / stdlib <= TARGET),
             f"median of {runs} fresh interpreters each"),
         Row("import.SMNHandler", "+ from smn_alert import SMNHandler", ms(handler),
-            f"logging.handlers {ms(stdlib)}", times(handler / stdlib), "", "INFO",
-            "loads the pipeline (and logging) but not requests"),
+            f"logging.handlers {ms(stdlib)}", times(handler / stdlib), f"<= {TARGET:.1f}x",
+            verdict(handler / stdlib <= TARGET),
+            "what dictConfig pays: import smn_alert, then the handler's module; not requests"),
         Row("import.requests", "requests imported?", "no" if clean else "yes", "", "", "no",
             verdict(clean), "after import smn_alert and after from smn_alert import SMNHandler"),
     ]  # fmt: skip

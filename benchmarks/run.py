@@ -1,7 +1,7 @@
 """Run every smn_alert benchmark and print one table, with the machine it ran on.
 
     python benchmarks/run.py            # the full run (a few minutes)
-    python benchmarks/run.py --quick    # smaller, under a minute
+    python benchmarks/run.py --quick    # smaller, a minute or two
     python benchmarks/run.py --smoke    # every benchmark with minimal sizes, a few seconds (for tests)
     python benchmarks/run.py --json results.json --only emit,flood
 
@@ -29,7 +29,9 @@ from _common import Row, error_row, machine
 #: The benchmark modules, in the order of the issue.
 BENCHMARKS = (
     "bench_emit",
+    "bench_beside",
     "bench_exception",
+    "bench_structlog",
     "bench_flood",
     "bench_first_page",
     "bench_shutdown",
@@ -82,7 +84,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="smaller run, under a minute")
+    parser.add_argument("--quick", action="store_true", help="smaller run, a minute or two")
     parser.add_argument("--smoke", action="store_true", help="minimal sizes, a few seconds (for tests)")
     parser.add_argument("--json", metavar="PATH", help="also save machine, rows and raw numbers as JSON")
     parser.add_argument("--only", metavar="NAMES", help="comma-separated benchmarks, e.g. emit,flood")

@@ -20,11 +20,17 @@ from smn_alert.digest import GroupSummary, PageContext, compose
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 ROWS = (
     "emit.error",
+    "emit.error.overhead",
+    "emit.beside_stream",
+    "emit.beside_stream.median",
     "emit.exception",
+    "structlog.error",
+    "structlog.info",
     "flood.wall",
     "flood.memory",
     "flood.sms",
     "flood.counts",
+    "flood.dropped",
     "first_page.cold",
     "first_page.fresh",
     "first_page.warm",
@@ -81,14 +87,28 @@ class TestSmokeRun:
         assert set(ROWS) <= set(rows)
         assert set(rows.values()) <= {"PASS", "MISS", "INFO"}
 
+    def test_issue_10_rows_have_targets(self, smoke: Smoke) -> None:
+        """The rows of issue 10 are judged against a target (PASS or MISS), not merely reported."""
+        _, results = smoke
+        rows = {row["bench"]: row for row in results["rows"]}
+        judged = ("emit.error.overhead", "emit.beside_stream", "structlog.error", "structlog.info",
+                  "flood.dropped", "import.SMNHandler")  # fmt: skip
+        for name in judged:
+            assert rows[name]["target"] and rows[name]["result"] in {"PASS", "MISS"}, rows[name]
+
 
 # --- the flood benchmark's reading of SMS texts, against the texts smn_alert really writes --------------
 @pytest.fixture()
-def counted_in(monkeypatch: pytest.MonkeyPatch) -> Any:
+def flood(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import bench_flood
 
-    return bench_flood.counted_in
+    return bench_flood
+
+
+@pytest.fixture()
+def counted_in(flood: Any) -> Any:
+    return flood.counted_in
 
 
 def _groups(counts: list[int], words: int = 3) -> list[GroupSummary]:
@@ -121,6 +141,15 @@ class TestCountedIn:
         """The bare `N alerts` of a very short page still counts every alert."""
         text = compose(_groups([1200, 34], words=20), PageContext(max_length=20))
         assert counted_in(text) == 1234
+
+    @pytest.mark.parametrize("max_length", [490, 120], ids=["long-footer", "short-footer"])
+    def test_reads_how_many_were_only_counted(self, flood: Any, max_length: int) -> None:
+        """`N of these only counted (buffer full)` and its short form `N only counted` give N."""
+        context = PageContext(held_back=942, held_since=1000.0, dropped=800, max_length=max_length)
+        text = compose(_groups([900, 40, 2]), context)
+        assert "only counted" in text
+        assert flood.only_counted_in(text) == 800
+        assert flood.only_counted_in(compose(_groups([900, 40, 2]), PageContext())) == 0
 
     def test_refuses_an_unknown_line(self, counted_in: Any) -> None:
         """A line of a shape it does not know is an error, not a silent zero."""
