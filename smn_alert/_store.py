@@ -70,8 +70,8 @@ PAYLOAD_KEEP = 900.0
 #: Seconds a note that a page was held back is kept for the next claim (the long budget bucket's period).
 HELD_KEEP = 43200.0
 
-# Float refills are not exact: waiting the seconds spend() returned must really make the cost available.
-EPSILON = 1e-9
+# Store times near 2e9 s are exact to about 2e-7 s: a spend that fits within a microsecond fits.
+EPSILON = 1e-6
 _TARGET = re.compile(r"[A-Za-z0-9_.:-]{1,128}\Z")
 _SCHEMES = ("sqlite", "redis", "rediss", "unix")
 # Query options a Redis URL may carry: anything else could undo the pinned timeouts and retries.
@@ -286,9 +286,11 @@ def gcra(
     """
     wait, new = 0.0, []
     for tat, (_, capacity, period) in zip(tats, buckets):
-        arrival = max(tat if tat is not None else now, now) + cost * period / capacity
-        wait = max(wait, arrival - now - period if arrival - now - period > EPSILON else 0.0)
-        new.append(arrival)
+        ahead = max(tat - now, 0.0) if tat is not None else 0.0
+        ahead += cost * period / capacity  # how far the arrival time runs ahead of now after this spend
+        if ahead - period > EPSILON:
+            wait = max(wait, ahead - period)
+        new.append(now + ahead)
     return wait, new
 
 
@@ -425,8 +427,8 @@ def _check_redis_url(url: str) -> None:
     try:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError when it is not a number in 0-65535
-    except ValueError as exc:
-        raise _url_error(url, f"not a valid URL ({exc})") from None
+    except ValueError:  # its text can quote part of a password taken for a port: not shown
+        raise _url_error(url, "not a valid URL (look at the user info, host and port)") from None
     if parts.scheme.lower() == "unix":
         if not parts.path:
             raise _url_error(url, "a unix:// URL needs the socket's path")

@@ -248,10 +248,11 @@ for i = 1, n do
   local at = 3 + (i - 1) * 3
   local capacity, period = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
   local tat = tonumber(redis.call('HGET', BUDGET, ARGV[at])) or now
-  arrivals[i] = math.max(tat, now) + cost * period / capacity
-  if arrivals[i] - now - period > EPSILON then
-    wait = math.max(wait, arrivals[i] - now - period)
+  local ahead = math.max(tat - now, 0) + cost * period / capacity
+  if ahead - period > EPSILON then
+    wait = math.max(wait, ahead - period)
   end
+  arrivals[i] = now + ahead
 end
 if wait > 0 then
   return num(wait)

@@ -84,13 +84,16 @@ class RedisServer:
         return self
 
     def _wait_ready(self) -> None:
-        """Wait for a PING answer (NOAUTH counts: the server is up); raise with the log when it never comes."""
+        """Wait for a PING answer (NOAUTH counts: the server is up); raise with its log if none comes."""
         deadline = time.monotonic() + _START_TIMEOUT
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
                 break
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.5) as conn:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.5) as conn,
+            ):
                 conn.sendall(b"PING\r\n")
                 if conn.recv(64)[:1] in (b"+", b"-"):
                     return
