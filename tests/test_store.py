@@ -89,6 +89,22 @@ def target() -> str:
     return uuid.uuid4().hex[:24]
 
 
+@pytest.fixture
+def make_store() -> Iterator[Callable[[str | None], Store]]:
+    """Open stores that are closed after the test (an unclosed connection is a ResourceWarning)."""
+    made: list[Store] = []
+
+    def make(url: str | None) -> Store:
+        store = open_store(url)
+        assert store is not None
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
 class TestOpenStore:
     def test_process_shares_nothing(self) -> None:
         """``process`` keeps today's per-process behaviour: no store at all."""
@@ -96,18 +112,22 @@ class TestOpenStore:
         assert open_store(" process\n") is None
 
     def test_default_is_a_file_in_a_private_directory_of_this_user(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        target: str,
+        make_store: Callable[[str | None], Store],
     ) -> None:
         """No setting: one SQLite file per user and host, its directory created 0700 on first use."""
         monkeypatch.setenv("TMPDIR", str(tmp_path))
-        store = open_store(None)
+        store = make_store(None)
         assert isinstance(store, SQLiteStore)
         folder = tmp_path / f"smn_alert-{os.geteuid()}"
         assert store.path == str(folder / "shared-state.db")
         assert not folder.exists(), "nothing is touched before the first operation"
         assert store.observe(target, level=ERROR, window=WINDOW)
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-        assert open_store("").observe(target, level=ERROR, window=WINDOW) is False  # type: ignore[union-attr]
+        assert make_store("").observe(target, level=ERROR, window=WINDOW) is False
 
     def test_sqlite_url_names_an_absolute_file(self, tmp_path: Path) -> None:
         """``sqlite:///abs/path.db`` is used as given."""
@@ -188,7 +208,7 @@ class TestOpenStore:
         code = f"""
             import sys, smn_alert
             from smn_alert._store import open_store
-            open_store("sqlite://{tmp_path}/s.db").observe("t", level=40, window=1)
+            open_store("sqlite://{tmp_path}/s.db").close()
             assert "redis" not in sys.modules, "redis imported"
             open_store("redis://h/0")
             assert "redis" in sys.modules
@@ -228,16 +248,19 @@ class TestPrivateDirectory:
         os.chown(folder, 65534, 65534)
         assert "belongs to uid 65534" in self.refusal(target)
 
-    def test_a_file_that_is_no_database_is_unavailable(self, tmp_path: Path, target: str) -> None:
+    def test_a_file_that_is_no_database_is_unavailable(
+        self, tmp_path: Path, target: str, make_store: Callable[[str | None], Store]
+    ) -> None:
         """A corrupt or foreign file fails as StoreUnavailable (the caller pages per process)."""
         (tmp_path / "x.db").write_bytes(b"not a database" * 100)
         with pytest.raises(StoreUnavailable, match="not a database"):
-            open_store(f"sqlite://{tmp_path}/x.db").observe(target, level=ERROR, window=WINDOW)  # type: ignore[union-attr]
+            make_store(f"sqlite://{tmp_path}/x.db").observe(target, level=ERROR, window=WINDOW)
 
-    def test_busy_database_fails_fast(self, tmp_path: Path, target: str) -> None:
+    def test_busy_database_fails_fast(
+        self, tmp_path: Path, target: str, make_store: Callable[[str | None], Store]
+    ) -> None:
         """Another process holding the write lock makes an operation fail after the busy timeout, not hang."""
-        store = open_store(f"sqlite://{tmp_path}/s.db")
-        assert store is not None
+        store = make_store(f"sqlite://{tmp_path}/s.db")
         store.observe(target, level=ERROR, window=WINDOW)
         other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
@@ -539,11 +562,10 @@ class TestStatusAndExpiry:
         wait_until(lambda: target not in store.targets(), timeout=2)
 
     def test_every_redis_key_is_under_the_hash_tag_and_expires(
-        self, redis_server: RedisServer, target: str
+        self, redis_server: RedisServer, target: str, make_store: Callable[[str | None], Store]
     ) -> None:
         """All of a target's keys share one hash tag (one Cluster slot) and each has an expiry."""
-        store = open_store(redis_server.url)
-        assert store is not None
+        store = make_store(redis_server.url)
         store.observe(target, level=ERROR, window=60)
         store.add(target, [delta(sample="s")], process="p1", host="h1")
         store.spend(target, [(5, 600)])
@@ -556,7 +578,6 @@ class TestStatusAndExpiry:
         assert keys and keys <= set(key_names(target))
         assert all(client.pttl(key) > 0 for key in keys)
         client.close()
-        store.close()
 
 
 class TestArguments:
