@@ -28,6 +28,7 @@ __all__ = [
     "HELD_KEEP",
     "KEEP_WINDOWS",
     "MAX_SAMPLE_CHARS",
+    "MIN_KEEP",
     "ORPHAN_KEEP",
     "OTHER_KINDS",
     "PAYLOAD_KEEP",
@@ -61,8 +62,10 @@ ERROR_BAND = 40
 DEFAULT_BUDGET: tuple[tuple[float, float], ...] = ((5.0, 600.0), (150.0, 43200.0))
 #: A token bucket: ``(capacity, period)``, "capacity tokens per period seconds".
 Bucket = tuple[float, float]
-#: A window and its counts are kept this many windows past its end, then a quiet target leaves nothing behind.
+#: A window and its counts are kept this many windows past its end (then a quiet target leaves nothing) ...
 KEEP_WINDOWS = 3
+#: ... but at least this many seconds, so counts of a short window never vanish before a claim can read them.
+MIN_KEEP = 60.0
 #: Seconds counts that arrived with no window open are kept for a claim to find them.
 ORPHAN_KEEP = 3600.0
 #: Seconds a claimed digest is kept past its lease for another process to send it (as long as alerts live).

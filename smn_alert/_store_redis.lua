@@ -34,9 +34,10 @@ local function map(key)
   return result
 end
 
--- Open (or re-arm) the window: folding lasts until now + window; kept KEEP_WINDOWS windows past its end.
+-- Open (or re-arm) the window: folding lasts until now + window; kept KEEP_WINDOWS windows (at least
+-- MIN_KEEP seconds) past its end, and so are the counts added to it.
 local function open_window(window, level, started)
-  local keep = KEEP_WINDOWS * window
+  local keep = math.max(KEEP_WINDOWS * window, MIN_KEEP)
   redis.call('HSET', WIN, 'end', num(now + window), 'level', level, 'started', started, 'keep', num(keep))
   expire(WIN, window + keep)
 end

@@ -31,6 +31,7 @@ from smn_alert._store import (
     EPSILON,
     HELD_KEEP,
     KEEP_WINDOWS,
+    MIN_KEEP,
     ORPHAN_KEEP,
     OTHER_KINDS,
     PAYLOAD_KEEP,
@@ -66,9 +67,14 @@ def key_names(target: str) -> list[str]:
 def _scripts() -> dict[str, str]:
     """Read the scripts from ``_store_redis.lua``, each with the prelude (constants and helpers) before it."""
     constants = {
-        "KEEP_WINDOWS": KEEP_WINDOWS, "ORPHAN_KEEP": ORPHAN_KEEP, "PAYLOAD_KEEP": PAYLOAD_KEEP,
-        "HELD_KEEP": HELD_KEEP, "EPSILON": EPSILON, "CRITICAL_BAND": CRITICAL_BAND,
-    }  # fmt: skip
+        "KEEP_WINDOWS": KEEP_WINDOWS,
+        "MIN_KEEP": MIN_KEEP,
+        "ORPHAN_KEEP": ORPHAN_KEEP,
+        "PAYLOAD_KEEP": PAYLOAD_KEEP,
+        "HELD_KEEP": HELD_KEEP,
+        "EPSILON": EPSILON,
+        "CRITICAL_BAND": CRITICAL_BAND,
+    }
     head = "".join(f"local {name} = {value!r}\n" for name, value in constants.items())
     head += f"local OTHER_KINDS = {json.dumps(OTHER_KINDS)}\n"
     parts = re.split(r"^--- (\w+)\n", Path(__file__).with_suffix(".lua").read_text("utf-8"), flags=re.M)

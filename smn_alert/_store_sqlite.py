@@ -22,6 +22,7 @@ from typing import Any, Callable, TypeVar
 from smn_alert._store import (
     HELD_KEEP,
     KEEP_WINDOWS,
+    MIN_KEEP,
     ORPHAN_KEEP,
     PAYLOAD_KEEP,
     Bucket,
@@ -313,7 +314,7 @@ def _open_window(
     db: sqlite3.Connection, target: str, now: float, window: float, level: int, started: float
 ) -> None:
     """Open (or re-arm) the target's window: folding lasts until ``now + window``."""
-    keep = KEEP_WINDOWS * window
+    keep = max(KEEP_WINDOWS * window, MIN_KEEP)
     row = (target, now + window, level, started, keep, now + window + keep)
     db.execute("INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?, ?)", row)
 

@@ -356,6 +356,14 @@ class TestAddAndClaim:
         claim = store.claim(target, window=WINDOW, lease=LEASE)
         assert claim is not None and claim.total == 7
 
+    def test_counts_of_a_very_short_window_wait_for_their_claim(self, store: Store, target: str) -> None:
+        """Counts are kept at least MIN_KEEP past their window's end, however short the window."""
+        store.observe(target, level=ERROR, window=0.001)
+        store.add(target, [delta(count=4)], process="p1", host="h1")
+        pass_time(0.05)
+        claim = store.claim(target, window=0.001, lease=LEASE)
+        assert claim is not None and claim.total == 4
+
     def test_claim_rearms_the_window_at_the_level_it_claimed(self, store: Store, target: str) -> None:
         """After an ERROR digest, a CRITICAL pages at once even if the old window was CRITICAL."""
         store.observe(target, level=CRITICAL, window=WINDOW)
