@@ -179,6 +179,23 @@ class TestRedisFailures:
         assert "pw-s3cret" not in str(caught.value) and "redis://:***@127.0.0.1" in str(caught.value)
         assert timed_failure(lambda: store.observe("t", level=ERROR, window=WINDOW)) < FAIL_BOUND
 
+    def test_server_that_never_accepts_fails_fast(self, make_store: Callable[[str], Store]) -> None:
+        """A listener whose backlog is full never completes a connect: the connect timeout bounds it."""
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(0)
+            fillers = [socket.socket() for _ in range(4)]
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(listener.getsockname())
+            store = make_store(f"redis://127.0.0.1:{listener.getsockname()[1]}/0")
+            try:
+                took = timed_failure(lambda: store.observe("t", level=ERROR, window=WINDOW))
+            finally:
+                for filler in fillers:
+                    filler.close()
+        assert SOCKET_TIMEOUT * 0.9 < took < FAIL_BOUND
+
     def test_hung_server_fails_fast_and_recovers(
         self, redis_server: RedisServer, make_store: Callable[[str], Store]
     ) -> None:
