@@ -167,9 +167,10 @@ class SQLiteStore:
             raise
         return db
 
-    def _run(self, target: str, operation: Callable[[sqlite3.Connection, float], _T]) -> _T:
+    def _run(self, target: str | None, operation: Callable[[sqlite3.Connection, float], _T]) -> _T:
         """Run ``operation(db, now)`` in one write transaction, on the host's clock read inside it."""
-        check_target(target)
+        if target is not None:
+            check_target(target)
         with self._locked():
             try:
                 return self._transaction(target, operation)
@@ -180,7 +181,7 @@ class SQLiteStore:
                 self._drop()
                 raise
 
-    def _transaction(self, target: str, operation: Callable[[sqlite3.Connection, float], _T]) -> _T:
+    def _transaction(self, target: str | None, operation: Callable[[sqlite3.Connection, float], _T]) -> _T:
         """Begin (taking the write lock), drop the target's expired rows, run ``operation``, commit."""
         if self._db is None:
             self._db = self._connect()
@@ -188,7 +189,7 @@ class SQLiteStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             now = time.time()
-            for table in _TABLES:
+            for table in _TABLES if target is not None else ():
                 db.execute(f"DELETE FROM {table} WHERE target = ? AND expires <= ?", (target, now))
             result = operation(db, now)
             db.execute("COMMIT")
@@ -283,7 +284,7 @@ class SQLiteStore:
 
     def targets(self) -> list[str]:
         """See :meth:`smn_alert._store.Store.targets`; also drops every target's expired rows."""
-        return self._run("-", _targets)
+        return self._run(None, _targets)
 
 
 def _create_schema(db: sqlite3.Connection) -> None:

@@ -6,6 +6,7 @@ leases are a fraction of a second: where the behaviour is "after the window ends
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import stat
@@ -247,6 +248,17 @@ class TestPrivateDirectory:
         folder.mkdir(mode=0o700)
         os.chown(folder, 65534, 65534)
         assert "belongs to uid 65534" in self.refusal(target)
+
+    def test_read_only_file_system_is_unavailable(
+        self, folder: Path, target: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A directory that cannot be created (read-only file system) is StoreUnavailable, saying why."""
+
+        def read_only(path: str, mode: int = 0o777) -> None:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+
+        monkeypatch.setattr(_store_sqlite.os, "mkdir", read_only)
+        assert "Read-only file system" in self.refusal(target)
 
     def test_a_file_that_is_no_database_is_unavailable(
         self, tmp_path: Path, target: str, make_store: Callable[[str | None], Store]
