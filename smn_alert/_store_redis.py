@@ -56,6 +56,9 @@ _KEYS = (
     "leases", "payloads", "budget", "held", "circuit", "live", "hosts",
 )  # fmt: skip
 _KEY = re.compile(r"\{smn:([^}]+)\}:")
+# RESP2 with every server and redis-py version: redis-py 5+ can speak RESP3 and 8.x does by default (HELLO
+# and a maintenance-notification handshake on each connect: more round trips; servers before 6 refuse HELLO).
+_PROTOCOL = {"protocol": 2} if int(redis.__version__.split(".")[0]) >= 5 else {}
 _FORK_LOCK = threading.Lock()
 
 
@@ -142,6 +145,7 @@ class RedisStore:
                     retry=Retry(NoBackoff(), 0),
                     health_check_interval=0,
                     decode_responses=True,
+                    **_PROTOCOL,
                 )
                 self._scripts = {name: client.register_script(source) for name, source in _SOURCES.items()}
                 self._client = client
