@@ -334,7 +334,10 @@ class TestAddAndClaim:
         store.observe(target, level=ERROR, window=WINDOW)
         store.add(target, [delta("a", 3, sample="", at=10.0)], process="p1", host="h1")
         store.add(
-            target, [delta("a", 4, CRITICAL, "a text", 5.0), delta("b", 1, at=7.5)], process="p2", host="h1"
+            target,
+            [delta("a", 4, CRITICAL, '数据库超时 a/text "q"', 5.0), delta("b", 1, at=7.5)],
+            process="p2",
+            host="h1",
         )
         store.add(target, [delta("a", 2, sample="later text", at=20.0)], process="p3", host="h2")
         assert store.claim(target, window=WINDOW, lease=LEASE) is None, "the window has not ended"
@@ -342,7 +345,7 @@ class TestAddAndClaim:
         claim = store.claim(target, window=WINDOW, lease=LEASE)
         assert claim is not None
         assert claim.kinds == (
-            KindCount("a", CRITICAL, 9, "a text", 5.0, 20.0),
+            KindCount("a", CRITICAL, 9, '数据库超时 a/text "q"', 5.0, 20.0),
             KindCount("b", ERROR, 1, "", 7.5, 7.5),
         )
         assert (claim.total, claim.processes, claim.hosts, claim.reoffered) == (10, 3, 2, False)
