@@ -117,6 +117,7 @@ class SQLiteStore:
         self.url = f"sqlite://{path}"
         self._private_dir = private_dir
         self._db: sqlite3.Connection | None = None
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file the connection has open
         self._pid = os.getpid()
         self._lock = threading.Lock()
         # A parent's connection is never used nor closed in a child: closing could touch the parent's locks.
@@ -148,7 +149,20 @@ class SQLiteStore:
         """Close the connection (after a failure it may be unusable; the next operation reconnects)."""
         db, self._db = self._db, None
         if db is not None:
-            db.close()
+            with suppress(sqlite3.Error):
+                db.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        """Return the connection, opening it again when the file was removed or replaced (a /tmp cleaner).
+
+        Otherwise this process would go on alone in a deleted file while new processes share a new one.
+        """
+        if self._db is not None and _identity(self.path) != self._file:
+            self._drop()
+        if self._db is None:
+            self._db = self._connect()
+            self._file = _identity(self.path)
+        return self._db
 
     def _connect(self) -> sqlite3.Connection:
         """Open the file in WAL mode with a short busy timeout and create the tables on first use."""
@@ -183,9 +197,7 @@ class SQLiteStore:
 
     def _transaction(self, target: str | None, operation: Callable[[sqlite3.Connection, float], _T]) -> _T:
         """Begin (taking the write lock), drop the target's expired rows, run ``operation``, commit."""
-        if self._db is None:
-            self._db = self._connect()
-        db = self._db
+        db = self._connection()
         db.execute("BEGIN IMMEDIATE")
         try:
             now = time.time()
@@ -285,6 +297,15 @@ class SQLiteStore:
     def targets(self) -> list[str]:
         """See :meth:`smn_alert._store.Store.targets`; also drops every target's expired rows."""
         return self._run(None, _targets)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """Return the ``(device, inode)`` of the file at ``path``, or None when there is none."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _create_schema(db: sqlite3.Connection) -> None:

@@ -268,6 +268,17 @@ class TestPrivateDirectory:
         with pytest.raises(StoreUnavailable, match="not a database"):
             make_store(f"sqlite://{tmp_path}/x.db").observe(target, level=ERROR, window=WINDOW)
 
+    def test_a_removed_file_is_opened_again(
+        self, tmp_path: Path, target: str, make_store: Callable[[str | None], Store]
+    ) -> None:
+        """A /tmp cleaner removing the file: the process reopens it and keeps sharing with new processes."""
+        store = make_store(f"sqlite://{tmp_path}/s.db")
+        assert store.observe(target, level=ERROR, window=60)
+        for path in tmp_path.glob("s.db*"):
+            path.unlink()
+        assert store.observe(target, level=ERROR, window=60), "the state went with the file"
+        assert not make_store(f"sqlite://{tmp_path}/s.db").observe(target, level=ERROR, window=60)
+
     def test_busy_database_fails_fast(
         self, tmp_path: Path, target: str, make_store: Callable[[str | None], Store]
     ) -> None:
