@@ -284,11 +284,13 @@ class SMNClient:
         settings = self._settings
         deadline = time.monotonic() + settings.deadline
         session = self._get_session()
+        # None removes a header the session has: a session-wide Authorization must not ride along a token.
+        headers: dict[str, str | None] = {"Authorization": None, **self._headers(url, body)}
         try:
             response = session.post(
                 url,
                 data=body,
-                headers=self._headers(url, body),
+                headers=headers,
                 timeout=settings.timeout,
                 verify=settings.verify,
                 allow_redirects=False,
