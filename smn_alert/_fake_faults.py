@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -129,8 +130,8 @@ class FaultQueue:
 
     def drip(self, bytes_per_second: float, n: int | None) -> None:
         """Write the next ``n`` answers (all when ``None``) at ``bytes_per_second``, replacing a drip set."""
-        if not bytes_per_second > 0 or (n is not None and n < 1):
-            raise ValueError("bytes_per_second must be > 0 and n, when given, >= 1")
+        if not (math.isfinite(bytes_per_second) and bytes_per_second > 0) or (n is not None and n < 1):
+            raise ValueError("bytes_per_second must be a number > 0 and n, when given, >= 1")
         with self._lock:
             self._drip = (float(bytes_per_second), n)
 

@@ -7,6 +7,7 @@ Only the standard library is used, so importing it never imports ``requests``.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -353,6 +354,8 @@ class FakeSMNServer:
         """
         if framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
+        if not (math.isfinite(mebibytes) and mebibytes >= 0):
+            raise ValueError(f"mebibytes must be a number >= 0, not {mebibytes!r}")
         self._faults.huge(n, int(mebibytes * (1 << 20)), framing, status, content_type)
 
     def drip(self, bytes_per_second: float, n: int | None = None) -> None:
