@@ -47,6 +47,12 @@ class Runner:
         """Whether it was started and not stopped since."""
         return self._server is not None
 
+    @property
+    def accepted(self) -> int:
+        """Connections accepted since the latest start (0 before the first and after a stop)."""
+        server = self._server
+        return server.accepted if server is not None else 0
+
     def start(self) -> None:
         """Bind a free port on 127.0.0.1 and serve on a daemon thread.
 
@@ -109,6 +115,8 @@ class Server(ThreadingHTTPServer):
         self.stopping = stopping if stopping is not None else threading.Event()
         self.written = written
         self._connections: dict[socket.socket, threading.Thread] = {}
+        #: Connections accepted so far.
+        self.accepted = 0
         self._connections_lock = threading.Lock()
         self._waker, self._wakee = socket.socketpair()
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -162,6 +170,7 @@ class Server(ThreadingHTTPServer):
         )
         with self._connections_lock:
             self._connections[request] = thread
+            self.accepted += 1
         thread.start()
 
     def _serve_connection(self, request: Any, client_address: Any) -> None:

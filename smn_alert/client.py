@@ -457,12 +457,12 @@ def _one_recv_reader(raw: Any) -> Callable[[int], bytes]:
     """
     read1 = getattr(raw, "read1", None)
     if read1 is not None:
-        return lambda n: bytes(read1(n, decode_content=False))
+        return lambda n: read1(n, decode_content=False) or b""
     wrapped = getattr(raw, "_fp", None)  # urllib3 < 2.2: the http.client response under it
     plain_read1 = getattr(wrapped, "read1", None)
     if plain_read1 is not None:
-        return lambda n: bytes(plain_read1(n))
-    return lambda n: bytes(raw.read(n, decode_content=False))
+        return lambda n: plain_read1(n) or b""
+    return lambda n: raw.read(n, decode_content=False) or b""
 
 
 def _declared_length(value: str | None) -> int:

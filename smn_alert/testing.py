@@ -237,6 +237,11 @@ class FakeSMNServer:
             raise RuntimeError("FakeSMNServer is not started: call start() or use it in a with block")
         return f"http://127.0.0.1:{self._http.port}"
 
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted since :meth:`start`; a client keeping its connection alive makes one."""
+        return self._http.accepted
+
     def settings(self) -> dict[str, str]:
         """Keyword arguments pointing a client or handler at this server: project_id, endpoint_url, ak, sk."""
         return {"project_id": self.project_id, "endpoint_url": self.url, "ak": self.ak, "sk": self._sk}

@@ -1037,8 +1037,24 @@ class TestDeadline:
         with SMNClient(**smn.settings(), timeout=1.5) as made:
             smn.drip(1000, n=1)  # ~200 bytes: about 0.2 s
             assert page(made).ok
-            assert page(made).ok  # the pooled connection is reused with its timeout as before
+            assert page(made).ok
         assert len(smn.messages) == 2
+
+    def test_answers_read_whole_keep_the_connection_alive(self, smn: FakeSMNServer) -> None:
+        """Streaming the answer does not cost a new connection (a TLS handshake to SMN) per page.
+
+        An answer read to its end leaves the connection in the pool, its timeout as it was; one cut short
+        (too large, too slow) is closed, and the next page connects afresh.
+        """
+        with SMNClient(**smn.settings()) as made:
+            for _ in range(3):
+                assert page(made).ok
+            assert smn.connections == 1
+            smn.huge_next(1, mebibytes=2, framing="chunked")
+            with pytest.raises(SMNServerError):
+                page(made)
+            assert page(made).ok
+        assert smn.connections == 2
 
     def test_a_server_that_never_answers_still_times_out_per_read(self, smn: FakeSMNServer) -> None:
         """Silence before the headers is requests' read timeout, as before."""
