@@ -102,8 +102,10 @@ class ConnectionSettings:
         """Seconds one attempt may take in all: connect + read of :attr:`timeout` (``t`` alone counts twice).
 
         requests' read timeout bounds each wait for data, not the answer: a server sending one byte a second
-        would never trip it. This total bounds connecting, sending and reading the whole answer; past it the
-        attempt is abandoned like a timeout. It is what requests would allow an answer that is not dripped.
+        would never trip it. This total bounds the attempt from its start to the end of the answer's body;
+        past it the attempt is abandoned like a timeout. It is what requests would allow an answer that is
+        not dripped. Not covered: the name lookup (no timeout at all), and the status line and headers,
+        whose every read waits at most the read timeout but which a server could drip without end.
         """
         if isinstance(self.timeout, tuple):
             return self.timeout[0] + self.timeout[1]
