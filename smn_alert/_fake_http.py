@@ -12,20 +12,30 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import Any, Callable
 
+from smn_alert._fake_faults import Streamed
 from smn_alert._fake_wire import CODE_INVALID, Answer, Refusal, Request, new_id
 
 __all__ = ["Runner", "Server"]
+
+# Bytes the OS may buffer for a streamed answer (Linux doubles it): a huge answer's count stays honest.
+_STREAMED_SEND_BUFFER = 64 * 1024
+#: ``written(request_id, body_bytes)``: told how much of an answer's body went out (see ``Server``).
+Written = Callable[[str, int], None]
 
 
 class Runner:
     """Runs a :class:`Server` on a daemon thread: start, and stop with every connection cut and joined."""
 
     def __init__(
-        self, serve: Callable[[Request], Answer], wall_clock: Callable[[], float], max_body_bytes: int
+        self,
+        serve: Callable[[Request], Answer],
+        wall_clock: Callable[[], float],
+        max_body_bytes: int,
+        written: Written | None = None,
     ) -> None:
-        self._server_args = (serve, wall_clock, max_body_bytes)
-        #: Set while stopping; a delayed request waits on it so that ``stop()`` cuts the delay short.
+        #: Set while stopping; a delayed request or dripped answer waits on it, so ``stop()`` cuts them short.
         self.stopping = threading.Event()
+        self._server_args = (serve, wall_clock, max_body_bytes, self.stopping, written)
         #: The port of the latest start, ``None`` before the first.
         self.port: int | None = None
         self._lock = threading.Lock()
@@ -36,6 +46,12 @@ class Runner:
     def running(self) -> bool:
         """Whether it was started and not stopped since."""
         return self._server is not None
+
+    @property
+    def accepted(self) -> int:
+        """Connections accepted since the latest start (0 before the first and after a stop)."""
+        server = self._server
+        return server.accepted if server is not None else 0
 
     def start(self) -> None:
         """Bind a free port on 127.0.0.1 and serve on a daemon thread.
@@ -77,7 +93,12 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128  # many senders at once must not overflow the listen backlog
 
     def __init__(
-        self, serve: Callable[[Request], Answer], wall_clock: Callable[[], float], max_body_bytes: int
+        self,
+        serve: Callable[[Request], Answer],
+        wall_clock: Callable[[], float],
+        max_body_bytes: int,
+        stopping: threading.Event | None = None,
+        written: Written | None = None,
     ) -> None:
         """Bind a free port on 127.0.0.1; each request read is answered by ``serve``.
 
@@ -85,9 +106,17 @@ class Server(ThreadingHTTPServer):
             serve: Gives the answer to a request (``status`` ``None``: close the connection unanswered).
             wall_clock: ``time.time``-like clock for ``Request.received_at``.
             max_body_bytes: Largest body read; a bigger one is refused with 400 and the connection closed.
+            stopping: Set when the server stops; a dripped answer waits on it between pieces.
+            written: Told, after an answer, the bytes of its body written: all of it, or for a streamed
+                answer cut short, what went out before the client hung up (counting what the operating
+                system buffered).
         """
         self.serve, self.wall_clock, self.max_body_bytes = serve, wall_clock, max_body_bytes
+        self.stopping = stopping if stopping is not None else threading.Event()
+        self.written = written
         self._connections: dict[socket.socket, threading.Thread] = {}
+        #: Connections accepted so far.
+        self.accepted = 0
         self._connections_lock = threading.Lock()
         self._waker, self._wakee = socket.socketpair()
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -141,6 +170,7 @@ class Server(ThreadingHTTPServer):
         )
         with self._connections_lock:
             self._connections[request] = thread
+            self.accepted += 1
         thread.start()
 
     def _serve_connection(self, request: Any, client_address: Any) -> None:
@@ -228,11 +258,46 @@ class _Handler(BaseHTTPRequestHandler):
         return b"".join(chunks)
 
     def _write(self, answer: Answer, request_id: str) -> None:
+        if isinstance(answer, Streamed):
+            sent = self._write_streamed(answer, request_id)
+        else:
+            self._write_head(answer, request_id, {"Content-Length": str(len(answer.body))})
+            self.wfile.write(answer.body)
+            sent = len(answer.body)
+        if self.server.written is not None:
+            self.server.written(request_id, sent)
+
+    def _write_head(self, answer: Answer, request_id: str, framing: dict[str, str]) -> None:
         self.send_response(answer.status or 500)
         self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
+        for name, value in framing.items():
+            self.send_header(name, value)
         self.send_header("X-Request-Id", request_id)
         for name, value in answer.headers:
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(answer.body)
+
+    def _write_streamed(self, answer: Streamed, request_id: str) -> int:
+        """Write ``answer`` piece by piece, pausing as it says; return the body bytes written.
+
+        A client hanging up, or ``stop()``, ends it early and closes the connection. The send buffer is kept
+        small, so that what was written when the client hung up is close to what it read.
+        """
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _STREAMED_SEND_BUFFER)
+        chunked = answer.framing == "chunked"
+        framing = {"length": {"Content-Length": str(answer.length)}, "close": {"Connection": "close"}}
+        self._write_head(answer, request_id, framing.get(answer.framing, {"Transfer-Encoding": "chunked"}))
+        self.close_connection = self.close_connection or answer.framing == "close"
+        sent = 0
+        try:
+            for piece in answer.pieces():
+                if self.server.stopping.wait(answer.pause(piece)):
+                    self.close_connection = True
+                    return sent
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+                sent += len(piece)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:  # the client hung up: that is what these answers are for
+            self.close_connection = True
+        return sent

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -14,13 +15,16 @@ from typing import Any, Optional
 from smn_alert.errors import SMNAuthError, SMNError, SMNRequestError, SMNServerError, SMNThrottledError
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
     "MAX_EXCERPT",
     "MISSING_CODE",
     "EndpointResult",
     "SmsBatchResult",
     "TopicPublishResult",
     "chunk_results",
+    "decode_body",
     "error_from_response",
+    "oversized_answer",
     "parse_answer",
     "parse_retry_after",
 ]
@@ -29,6 +33,12 @@ __all__ = [
 MISSING_CODE = "SMN_ALERT.MISSING"
 #: Server text quoted in an exception is cut to this many characters.
 MAX_EXCERPT = 200
+#: Largest answer read, in bytes (after undoing any compression). SMN's biggest answer is to a batch of 1,000
+#: numbers: about 80 KB when every number is accepted (an entry is ~80 bytes: number and 32-character
+#: message id) and about 135 KB when every one is refused with a long message (both measured on
+#: FakeSMNServer, whose entries have SMN's shape). 1 MiB leaves more than 7 times that; anything bigger is a
+#: proxy, a captive portal or a broken server, so it is not read further and counts as a malformed answer.
+MAX_ANSWER_BYTES = 1 << 20
 
 _AUTH_CODES = frozenset({"APIG.0301", "APIGW.0301"})
 _THROTTLE_CODES = frozenset({"APIG.0308", "APIGW.0308", "SMN.00362", "SMN.0057"})
@@ -96,6 +106,38 @@ def parse_answer(status: int, headers: Mapping[str, str], body: bytes) -> tuple[
         )
     request_id = data.get("request_id")
     return data, request_id if isinstance(request_id, str) and request_id else header_id
+
+
+def oversized_answer(status: int, headers: Mapping[str, str]) -> SMNServerError:
+    """Return the error for an answer over :data:`MAX_ANSWER_BYTES`: malformed (retryable), any status.
+
+    SMN never answers that much, so its status says nothing about SMN either: a 403 portal page must not
+    pause paging as a refused signature would.
+    """
+    return SMNServerError(
+        f"malformed answer from SMN: over {MAX_ANSWER_BYTES / (1 << 20):g} MiB, read no further "
+        f"(HTTP {status}; a proxy's or captive portal's page?)",
+        status=status,
+        request_id=_header(headers, "X-Request-Id"),
+    )
+
+
+def decode_body(body: bytes, content_encoding: str | None) -> bytes:
+    """Undo a gzip or deflate ``Content-Encoding``, giving at most one byte over :data:`MAX_ANSWER_BYTES`.
+
+    The client asks for an uncompressed answer; this is for a gateway that compresses anyway. The output is
+    bounded, so a small compressed bomb cannot grow into gigabytes. Another coding, or a body that does not
+    decompress, is returned as is (and then does not parse: a malformed answer).
+    """
+    coding = (content_encoding or "").strip().lower()
+    if coding not in ("gzip", "x-gzip", "deflate"):
+        return body
+    for wbits in (zlib.MAX_WBITS | 32, -zlib.MAX_WBITS):  # a gzip or zlib header, else raw deflate
+        try:
+            return zlib.decompressobj(wbits).decompress(body, MAX_ANSWER_BYTES + 1)
+        except zlib.error:
+            continue
+    return body
 
 
 def chunk_results(

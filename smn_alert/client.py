@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import socket
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -13,12 +16,15 @@ from urllib.parse import quote
 
 from smn_alert import fields, signer
 from smn_alert.answers import (
+    MAX_ANSWER_BYTES,
     MISSING_CODE,
     EndpointResult,
     SmsBatchResult,
     TopicPublishResult,
     chunk_results,
+    decode_body,
     error_from_response,
+    oversized_answer,
     parse_answer,
     parse_retry_after,
 )
@@ -48,6 +54,7 @@ __all__ = [
     "ENV_REGION",
     "ENV_SECURITY_TOKEN",
     "ENV_SK",
+    "MAX_ANSWER_BYTES",
     "MISSING_CODE",
     "EndpointResult",
     "SMNClient",
@@ -63,6 +70,8 @@ __all__ = [
 CONTENT_TYPE = "application/json;charset=UTF-8"
 _SIGNATURE_HEAD = re.compile(r"【[^【】]+】")
 _TOPIC_FORBIDDEN = "[]【】"
+# Bytes asked for per read of the answer; each read waits for one recv at most, see _read_body.
+_READ_PIECE = 64 * 1024
 
 
 class SMNClient:
@@ -79,8 +88,10 @@ class SMNClient:
         sk: Secret key (``HUAWEICLOUD_SDK_SK``).
         security_token: Token of temporary AK/SK (``HUAWEICLOUD_SDK_SECURITY_TOKEN``).
         auth_token: IAM token sent as ``X-Auth-Token``; used only when no AK/SK is configured.
-        timeout: Seconds, or ``(connect, read)`` seconds, as numbers or numeric strings (INI and
-            environment configs give strings); default :data:`DEFAULT_TIMEOUT`.
+        timeout: ``(connect, read)`` seconds, or one number ``t`` for ``(t, t)``, as numbers or numeric
+            strings (INI and environment configs give strings); default :data:`DEFAULT_TIMEOUT`. Connecting
+            may take ``connect`` s, each wait for data ``read`` s, and the whole attempt (connect, send, read
+            the whole answer) ``connect + read`` s: an answer that comes slower is abandoned like a timeout.
         verify: TLS verification: a bool, ``"true"``/``"false"``/``"1"``/``"0"``/``"yes"``/``"no"``
             (any case), or the path of an existing CA bundle file or directory.
         session: A ``requests.Session`` to use; the client never closes it.
@@ -254,37 +265,76 @@ class SMNClient:
             body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         except UnicodeEncodeError:
             raise SMNConfigError("request fields hold text that is not valid Unicode") from None
-        response = self._send(self._settings.endpoint + path, body)
-        status, headers, content = response.status_code, response.headers, response.content
+        status, headers, content = self._send(self._settings.endpoint + path, body)
         if not 200 <= status < 300:
             raise error_from_response(status, headers, content, now=self._now())
         return parse_answer(status, headers, content)
 
-    def _send(self, url: str, body: bytes) -> requests.Response:
-        """Send one signed request; turn every failure to get an answer into :class:`SMNConnectionError`.
+    def _send(self, url: str, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
+        """Send one signed request; return the answer's status, headers and body, read within the deadline.
 
-        That covers network errors, TLS, a malformed proxy setting (``InvalidURL``) and a missing CA bundle
-        (``OSError``). The message names the exception type only: its text can hold a proxy URL's password.
+        Every failure to get a whole answer is a :class:`SMNConnectionError`: network errors, TLS, a malformed
+        proxy setting (``InvalidURL``), a missing CA bundle (``OSError``), and an answer still incomplete
+        ``connect + read`` seconds after the attempt began (see :attr:`ConnectionSettings.deadline`). The
+        message names the exception type only: its text can hold a proxy URL's password. An answer over
+        :data:`MAX_ANSWER_BYTES` is a malformed answer (:class:`SMNServerError`), read no further.
         """
         import requests  # (`import smn_alert` must stay free of requests)
 
+        settings = self._settings
+        deadline = time.monotonic() + settings.deadline
         session = self._get_session()
+        # None removes a header the session has: a session-wide Authorization must not ride along a token.
+        headers: dict[str, str | None] = {"Authorization": None, **self._headers(url, body)}
         try:
-            return session.post(
+            response = session.post(
                 url,
                 data=body,
-                headers=self._headers(url, body),
-                timeout=self._settings.timeout,
-                verify=self._settings.verify,
+                headers=headers,
+                timeout=settings.timeout,
+                verify=settings.verify,
                 allow_redirects=False,
+                stream=True,  # the body is read by _read_body, against the deadline and the size cap
+                auth=_no_other_auth,
             )
         except (requests.RequestException, OSError) as exc:
-            error = SMNConnectionError(
-                f"cannot reach SMN at {self._settings.host}: {_why_unreachable(exc)} ({type(exc).__name__})"
-            )
+            error = self._unreachable(f"{_why_unreachable(exc)} ({type(exc).__name__})")
             # A traceback prints the cause's text too: for proxy errors that may be user:password@proxy.
             proxy_trouble = (requests.exceptions.ProxyError, requests.exceptions.InvalidURL)
             raise error from (None if isinstance(exc, proxy_trouble) else exc)
+        with response:  # closing an answer not read to its end closes its connection
+            content = self._read(response, deadline)
+        return response.status_code, response.headers, content
+
+    def _read(self, response: requests.Response, deadline: float) -> bytes:
+        """Read the body of ``response`` (see :func:`_read_body`), decompressed; map failures to SMNError."""
+        import http.client
+
+        import urllib3  # (requests' own dependency)
+
+        status, headers = response.status_code, response.headers
+        try:
+            content = _read_body(response, deadline, self._settings.read_timeout)
+        except _TooLarge:
+            raise oversized_answer(status, headers) from None
+        except _TooSlow:
+            raise self._unreachable(self._too_slow()) from None
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+            timed_out = isinstance(exc, (urllib3.exceptions.ReadTimeoutError, socket.timeout))
+            if timed_out and time.monotonic() >= deadline:
+                raise self._unreachable(self._too_slow()) from None
+            why = "no answer in time" if timed_out else "connection broke while reading the answer"
+            raise self._unreachable(f"{why} ({type(exc).__name__})") from exc
+        decoded = decode_body(content, headers.get("Content-Encoding"))
+        if len(decoded) > MAX_ANSWER_BYTES:
+            raise oversized_answer(status, headers)
+        return decoded
+
+    def _unreachable(self, why: str) -> SMNConnectionError:
+        return SMNConnectionError(f"cannot reach SMN at {self._settings.host}: {why}")
+
+    def _too_slow(self) -> str:
+        return f"no answer in time (the whole answer took over {self._settings.deadline:g} s)"
 
     def _headers(self, url: str, body: bytes) -> dict[str, str]:
         """Return the request headers, signed with AK/SK or carrying the IAM token."""
@@ -304,6 +354,8 @@ class SMNClient:
         elif settings.auth_token is not None:
             headers["X-Auth-Token"] = settings.auth_token
         headers["User-Agent"] = f"smn-alert/{_version()}"
+        # SMN's answers are small; uncompressed, the size cap holds for what is kept in memory.
+        headers["Accept-Encoding"] = "identity"
         return headers
 
     def _get_session(self) -> requests.Session:
@@ -339,6 +391,84 @@ def _sms_fields(
             "message must start with its signature in 【】 when message_include_sign_flag is true"
         )
     return {name: value for name, value in candidates.items() if value is not None}
+
+
+class _TooLarge(Exception):
+    """The answer is larger than :data:`MAX_ANSWER_BYTES`."""
+
+
+class _TooSlow(Exception):
+    """The answer was still incomplete at the attempt's deadline."""
+
+
+def _no_other_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """Return ``request`` unchanged: the ``auth`` given on every request, so that nothing replaces ours.
+
+    Without an ``auth``, requests puts a ``~/.netrc`` login (``NETRC``, a ``default`` entry matches every
+    host) or a session's ``auth`` in the ``Authorization`` header, over the signature: SMN answers 401 and
+    paging pauses. Any ``auth`` stops that; proxies and CA bundles from the environment still apply.
+    """
+    return request
+
+
+def _read_body(response: requests.Response, deadline: float, read_timeout: float) -> bytes:
+    """Read the raw body of a streamed ``response``, giving up at ``deadline`` or past the size cap.
+
+    Raises :class:`_TooLarge` for a ``Content-Length`` over :data:`MAX_ANSWER_BYTES` (nothing is read) or
+    once more than that has come, and :class:`_TooSlow` when ``deadline`` (``time.monotonic()``) passes.
+
+    The bound on time: each read makes at most one ``recv`` (``read1``), and before each the socket's timeout
+    is set to what is left of the deadline, so reading ends by the deadline. Where the socket cannot be
+    reached, each ``recv`` still waits at most ``read_timeout``: the bound is then deadline + read timeout.
+    (A chunked answer's size lines, a few bytes each, are read whole.)
+    """
+    if _declared_length(response.headers.get("Content-Length")) > MAX_ANSWER_BYTES:
+        raise _TooLarge
+    raw = response.raw
+    read = _one_recv_reader(raw)
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    restore = sock.gettimeout() if sock is not None else None
+    parts: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _TooSlow
+            if sock is not None:
+                sock.settimeout(min(read_timeout, left))
+            piece = read(_READ_PIECE)
+            if not piece:
+                return b"".join(parts)
+            size += len(piece)
+            if size > MAX_ANSWER_BYTES:
+                raise _TooLarge
+            parts.append(piece)
+    finally:
+        if sock is not None:
+            with contextlib.suppress(OSError):  # closed by now: nothing to restore
+                sock.settimeout(restore)
+
+
+def _one_recv_reader(raw: Any) -> Callable[[int], bytes]:
+    """Return ``read(n)`` making at most one ``recv``: urllib3's ``read1`` (2.2+), else http.client's.
+
+    ``read(n)`` would wait for all ``n`` bytes, one ``recv`` after another, past any deadline.
+    """
+    read1 = getattr(raw, "read1", None)
+    if read1 is not None:
+        return lambda n: read1(n, decode_content=False) or b""
+    wrapped = getattr(raw, "_fp", None)  # urllib3 < 2.2: the http.client response under it
+    plain_read1 = getattr(wrapped, "read1", None)
+    if plain_read1 is not None:
+        return lambda n: plain_read1(n) or b""
+    return lambda n: raw.read(n, decode_content=False) or b""
+
+
+def _declared_length(value: str | None) -> int:
+    """Return a ``Content-Length`` header's value, or -1 when there is none or it is not a number."""
+    text = (value or "").strip()
+    return int(text) if text.isdigit() else -1
 
 
 def _why_unreachable(exc: Exception) -> str:

@@ -25,9 +25,10 @@ __all__ = [
     "endpoint_for_region",
 ]
 
-#: A requests timeout: seconds for the whole wait, or ``(connect, read)`` seconds.
+#: A timeout setting: ``(connect, read)`` seconds, or one number ``t`` meaning ``(t, t)``.
 Timeout = Union[float, tuple[float, float]]
-#: Seconds to wait for a connection, then for the answer; a pager must never hang on SMN.
+#: Seconds to wait for a connection, then for each piece of the answer; a pager must never hang on SMN.
+#: One attempt in all (connect, send, the whole answer) may take ``connect + read`` (13.05 s by default).
 DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 10.0)
 #: Environment variable holding the access key id, read when ``ak`` is not given.
 ENV_AK = "HUAWEICLOUD_SDK_AK"
@@ -81,7 +82,7 @@ class ConnectionSettings:
     auth_token: str | None = field(repr=False)
     #: Token of temporary AK/SK, sent as ``X-Security-Token``.
     security_token: str | None = field(repr=False)
-    #: requests' timeout.
+    #: requests' timeout: ``(connect, read)`` seconds, or one number for both.
     timeout: Timeout
     #: requests' ``verify``: a bool or the path of a CA bundle file or directory.
     verify: bool | str
@@ -90,6 +91,25 @@ class ConnectionSettings:
     def host(self) -> str:
         """The ``Host`` header: the endpoint's host and port."""
         return urlsplit(self.endpoint).netloc
+
+    @property
+    def read_timeout(self) -> float:
+        """Seconds one wait for data may take (each ``recv``): the read part of :attr:`timeout`."""
+        return self.timeout[1] if isinstance(self.timeout, tuple) else self.timeout
+
+    @property
+    def deadline(self) -> float:
+        """Seconds one attempt may take in all: connect + read of :attr:`timeout` (``t`` alone counts twice).
+
+        requests' read timeout bounds each wait for data, not the answer: a server sending one byte a second
+        would never trip it. This total bounds the attempt from its start to the end of the answer's body;
+        past it the attempt is abandoned like a timeout. It is what requests would allow an answer that is
+        not dripped. Not covered: the name lookup (no timeout at all), and the status line and headers,
+        whose every read waits at most the read timeout but which a server could drip without end.
+        """
+        if isinstance(self.timeout, tuple):
+            return self.timeout[0] + self.timeout[1]
+        return 2 * self.timeout
 
     @classmethod
     def resolve(

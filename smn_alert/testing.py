@@ -7,6 +7,7 @@ Only the standard library is used, so importing it never imports ``requests``.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 from smn_alert import _fake_rules as rules
 from smn_alert._fake_auth import Authenticator
-from smn_alert._fake_faults import FaultQueue
+from smn_alert._fake_faults import FRAMINGS, FaultQueue
 from smn_alert._fake_http import Runner
 from smn_alert._fake_wire import Answer, Refusal, Request
 
@@ -90,6 +91,9 @@ class ReceivedRequest:
         status: The status answered; ``None`` while in flight or when the connection was closed unanswered.
         received_at: Wall-clock time (``time.time()`` scale) the request arrived.
         request_id: The ``X-Request-Id`` the fake answered (or would have answered) with.
+        answered_bytes: Bytes of the answer's body written once the answer ended: all of it, or for a huge
+            or dripped answer the client hung up on, what went out before (counting what the operating
+            system buffered for the client); ``None`` until then, and when closed unanswered.
     """
 
     method: str
@@ -99,6 +103,7 @@ class ReceivedRequest:
     status: int | None
     received_at: float
     request_id: str
+    answered_bytes: int | None = None
 
 
 class _Slot:
@@ -156,9 +161,9 @@ class FakeSMNServer:
     500   SMN.0016   the fake itself failed: a bug, please report it
     ====  =========  ==================================================================================
 
-    Faults queued with ``fail_next``, ``malformed_next`` and ``close_next`` apply to the next requests,
-    whatever they are, in the order they were queued and before authentication. ``delay`` and ``refuse``
-    are standing settings applied alongside. ``reset_faults()`` removes all of them.
+    Faults queued with ``fail_next``, ``malformed_next``, ``huge_next`` and ``close_next`` apply to the next
+    requests, whatever they are, in the order they were queued and before authentication. ``delay``,
+    ``drip`` and ``refuse`` are standing settings applied alongside. ``reset_faults()`` removes all of them.
     """
 
     def __init__(
@@ -196,7 +201,7 @@ class FakeSMNServer:
         self._messages: list[ReceivedMessage] = []
         self._requests: list[_Slot] = []
         self._faults = FaultQueue()
-        self._http = Runner(self._handle, wall_clock, DEFAULT_MAX_BODY_BYTES)
+        self._http = Runner(self._handle, wall_clock, DEFAULT_MAX_BODY_BYTES, written=self._written)
 
     # --- life cycle -------------------------------------------------------------------------------------
     def start(self) -> FakeSMNServer:
@@ -231,6 +236,11 @@ class FakeSMNServer:
         if self._http.port is None:
             raise RuntimeError("FakeSMNServer is not started: call start() or use it in a with block")
         return f"http://127.0.0.1:{self._http.port}"
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted since :meth:`start`; a client keeping its connection alive makes one."""
+        return self._http.accepted
 
     def settings(self) -> dict[str, str]:
         """Keyword arguments pointing a client or handler at this server: project_id, endpoint_url, ak, sk."""
@@ -325,6 +335,44 @@ class FakeSMNServer:
         """Read each of the next ``n`` requests, then close the connection without answering."""
         self._faults.close(n)
 
+    def huge_next(
+        self,
+        n: int = 1,
+        *,
+        mebibytes: float = 200.0,
+        framing: Literal["length", "chunked", "close"] = "length",
+        status: int = 200,
+        content_type: str = "text/html",
+    ) -> None:
+        """Answer the next ``n`` requests with ``mebibytes`` MiB of filler (a broken proxy, a captive portal).
+
+        The body is written as fast as the client reads it, never held in memory whole; when the client hangs
+        up, ``ReceivedRequest.answered_bytes`` says how much had gone out.
+
+        Args:
+            n: How many requests get it.
+            mebibytes: The body's size in MiB (2**20 bytes); fractions are fine.
+            framing: ``"length"`` sends ``Content-Length``; ``"chunked"`` uses ``Transfer-Encoding: chunked``;
+                ``"close"`` sends neither, the body ending when the server closes the connection.
+            status: The HTTP status.
+            content_type: The ``Content-Type``.
+        """
+        if framing not in FRAMINGS:
+            raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
+        if not (math.isfinite(mebibytes) and mebibytes >= 0):
+            raise ValueError(f"mebibytes must be a number >= 0, not {mebibytes!r}")
+        self._faults.huge(n, int(mebibytes * (1 << 20)), framing, status, content_type)
+
+    def drip(self, bytes_per_second: float, n: int | None = None) -> None:
+        """Write the body of each of the next ``n`` answers (all when ``None``) at ``bytes_per_second``.
+
+        The status line and headers go out at once; the body follows a piece at a time (about ten pieces a
+        second, or one byte a second at ``1``), like a server or proxy that drips. It applies to whatever
+        answer the request gets, a queued fault's included, and replaces any earlier drip. ``stop()`` cuts a
+        drip short and closes that connection.
+        """
+        self._faults.drip(bytes_per_second, n)
+
     def delay(self, seconds: float, n: int | None = None) -> None:
         """Wait ``seconds`` before answering each of the next ``n`` requests (all of them when ``None``).
 
@@ -339,7 +387,7 @@ class FakeSMNServer:
         self._faults.refuse(endpoint, code, message)
 
     def reset_faults(self) -> None:
-        """Drop queued faults, the delay and refused numbers."""
+        """Drop queued faults, the delay, the drip and refused numbers."""
         self._faults.reset()
 
     # --- serving (on the connection's thread) -----------------------------------------------------------
@@ -355,11 +403,20 @@ class FakeSMNServer:
         with self._changed:
             self._requests.append(slot)
             self._changed.notify_all()
-        answer = self._answer(req)
+        answer = self._faults.paced(self._answer(req))
         with self._changed:
             slot.record, slot.code = replace(slot.record, status=answer.status), answer.code
             self._changed.notify_all()
         return answer
+
+    def _written(self, request_id: str, body_bytes: int) -> None:
+        """Record how much of the answer to ``request_id`` went out (on the connection's thread)."""
+        with self._changed:
+            for slot in reversed(self._requests):
+                if slot.record.request_id == request_id:
+                    slot.record = replace(slot.record, answered_bytes=body_bytes)
+                    self._changed.notify_all()
+                    return
 
     def _answer(self, req: Request) -> Answer:
         faulted = self._faults.intercept(req.request_id, self._http.stopping)

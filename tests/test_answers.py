@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
 
 from smn_alert.answers import (
+    MAX_ANSWER_BYTES,
     MISSING_CODE,
     EndpointResult,
     SmsBatchResult,
     chunk_results,
+    decode_body,
     error_from_response,
+    oversized_answer,
     parse_answer,
     parse_retry_after,
 )
@@ -201,3 +207,38 @@ class TestParseRetryAfter:
     def test_naive_now_is_taken_as_utc(self) -> None:
         """A naive clock value is read as UTC rather than failing."""
         assert parse_retry_after("Mon, 06 May 2024 07:09:09 GMT", FIXED.replace(tzinfo=None)) == 60.0
+
+
+COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress,
+    "x-gzip": gzip.compress,
+    "deflate": zlib.compress,  # as RFC 9110 means it: zlib-wrapped
+    " Deflate ": lambda data: zlib.compress(data)[2:-4],  # raw deflate, as some servers send it
+}
+
+
+class TestAnswerSize:
+    def test_oversized_answer_is_a_retryable_malformed_answer_whatever_the_status(self) -> None:
+        """Over the cap is not SMN speaking: a 401 or 403 that large must not pause paging as auth would."""
+        for status in (200, 401, 403, 502):
+            error = oversized_answer(status, {"x-request-id": "r-9"})
+            assert type(error) is SMNServerError and error.retryable
+            assert (error.status, error.request_id) == (status, "r-9")
+            assert "malformed answer from SMN: over 1 MiB" in str(error)
+
+    @pytest.mark.parametrize("coding", list(COMPRESSORS))
+    def test_gzip_and_deflate_are_undone(self, coding: str) -> None:
+        body = b'{"request_id": "r"}'
+        assert decode_body(COMPRESSORS[coding](body), coding) == body
+
+    @pytest.mark.parametrize("coding", [None, "", "identity", "br", "zstd"])
+    def test_other_codings_are_left_as_they_are(self, coding: str | None) -> None:
+        assert decode_body(b"\x1f\x8bnot really", coding) == b"\x1f\x8bnot really"
+
+    def test_a_body_that_does_not_decompress_is_left_as_it_is(self) -> None:
+        assert decode_body(b"not gzip at all", "gzip") == b"not gzip at all"
+
+    def test_decompression_stops_one_byte_past_the_cap(self) -> None:
+        """16 KB that would inflate to 16 MiB gives MAX_ANSWER_BYTES + 1 bytes: enough to say "too large"."""
+        bomb = gzip.compress(b"x" * (16 << 20))
+        assert len(decode_body(bomb, "gzip")) == MAX_ANSWER_BYTES + 1

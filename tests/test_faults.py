@@ -10,6 +10,8 @@ exception, and that ``stats()`` adds up with the alert in the right counter.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import logging
 import re
 import socket
@@ -18,11 +20,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional
 
 import pytest
 
 from smn_alert import SMNHandler
+from smn_alert.client import MAX_ANSWER_BYTES
 from smn_alert.ratelimit import DEFAULT_BACKOFF_CAP, DEFAULT_PER_NUMBER_BACKOFF
 from smn_alert.testing import DEFAULT_SK, FakeClock, FakeSMNServer
 
@@ -56,6 +59,14 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -
         time.sleep(0.002)
 
 
+def answered_bytes(server: FakeSMNServer, index: int) -> int:
+    """How much of its answer request ``index`` got before the answer ended or the client hung up."""
+    wait_until(lambda: server.requests[index].answered_bytes is not None, f"answer {index} to end")
+    written = server.requests[index].answered_bytes
+    assert written is not None
+    return written
+
+
 def closed_port_url() -> str:
     """The URL of a port on 127.0.0.1 where nothing listens (connections are refused)."""
     probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -77,10 +88,10 @@ class Rig:
         handler.handleError = self.handle_errors.append  # type: ignore[method-assign, assignment]
         self.app_times: list[float] = []
 
-    def log(self, message: str = "payment db timeout") -> None:
+    def log(self, message: str = "payment db timeout", level: int = logging.ERROR) -> None:
         """Log an error as the application would, timing the call and checking it raised nothing."""
         started = time.perf_counter()
-        self.logger.error(message)  # an exception here fails the test: nothing may reach the application
+        self.logger.log(level, message)  # an exception here fails the test: nothing may reach the application
         self.app_times.append(time.perf_counter() - started)
 
     def stats(self) -> dict[str, Any]:
@@ -208,6 +219,10 @@ def _close(server: FakeSMNServer, n: int) -> None:
     server.close_next(n)
 
 
+def _huge(framing: Literal["length", "chunked", "close"]) -> Callable[[FakeSMNServer, int], None]:
+    return lambda server, n: server.huge_next(n, mebibytes=200, framing=framing)
+
+
 def _slow(server: FakeSMNServer, n: int) -> None:
     server.delay(0.6, n=n)
 
@@ -219,6 +234,8 @@ SERVER_SIDE = [
     Fault("504", _fail(504, "APIG.0201", "Backend timeout.", "gateway"), "status=504"),
     Fault("malformed JSON in a 200", _malformed_json, "malformed answer"),
     Fault("HTML error page (502 text/html)", _html_502, "502 Bad Gateway"),
+    Fault("200 MiB answer with Content-Length", _huge("length"), "malformed answer from SMN: over 1 MiB"),
+    Fault("200 MiB chunked answer", _huge("chunked"), "malformed answer from SMN: over 1 MiB"),
     Fault("connection closed without an answer", _close, "cannot reach SMN"),
 ]
 READ_TIMEOUT = Fault("read timeout", _slow, "no answer in time", {"timeout": 0.3})
@@ -299,6 +316,63 @@ class TestRetriedThenDelivered:
         stats = rig.stats()
         assert stats["sent"] == 1 and stats["retried"] == 4 and stats["failed"] == 0 and adds_up(stats)
         assert len(rig.said(1)) == 1, [r.getMessage() for r in rig.warnings()]
+        rig.check_application_untouched()
+        rig.check_no_secrets()
+
+
+class TestHostileAnswers:
+    def test_a_dripping_server_is_abandoned_and_the_critical_still_goes_out(
+        self, server: FakeSMNServer, make_rig: MakeRig
+    ) -> None:
+        """SMN's answer drips 10 bytes a second, each well within the 0.25 s read timeout: abandoned at 0.5 s.
+
+        Before, the worker read the drip for as long as it lasted, and a CRITICAL logged meanwhile waited.
+        Retries: yes, once, like a timeout (2 requests; SMN took the first too, so the phone may get it
+        twice). Reported: one warning, "no answer in time". Outcome: ``sent``.
+        """
+        rig = make_rig(timeout=0.25)  # connect 0.25 s, each read 0.25 s, a whole attempt 0.5 s
+        server.drip(10, n=1)
+        started = time.monotonic()
+        rig.log("payment db down", level=logging.CRITICAL)
+        stats = rig.wait_stats("the dripped attempt to be abandoned", retried(1))
+        assert time.monotonic() - started < 0.5 + 2.0  # the deadline, and room for a loaded machine
+        assert "no answer in time" in str(stats["last_error"])
+        rig.clock.advance(PAST_BACKOFF)
+        assert rig.handler.flush(5.0) is True
+        assert len(server.requests) == 2
+        assert all("payment db down" in m.message for m in server.wait_for_messages(2))
+        stats = rig.stats()
+        assert stats["sent"] == 1 and stats["failed"] == 0 and stats["retried"] == 1 and adds_up(stats)
+        warnings = rig.said(1)
+        assert len(warnings) == 1 and "no answer in time" in warnings[0].getMessage()
+        rig.check_application_untouched()
+        rig.check_no_secrets()
+
+    @pytest.mark.parametrize("framing", ["length", "chunked", "close"])
+    def test_a_200_mib_answer_is_read_no_further_on_any_attempt(
+        self, framing: Literal["length", "chunked", "close"], server: FakeSMNServer, make_rig: MakeRig
+    ) -> None:
+        """Two 200 MiB answers in a row (a portal page), then SMN: each attempt stops at the 1 MiB cap.
+
+        Before, each attempt read the 200 MiB whole: hundreds of MB of memory, twice. Retries: yes, twice
+        (3 requests). Reported: one warning, "malformed answer". Outcome: ``sent``.
+        """
+        rig = make_rig()
+        server.huge_next(2, mebibytes=200, framing=framing)
+        rig.log()
+        for attempt in (1, 2):
+            stats = rig.wait_stats(f"huge answer {attempt}", retried(attempt))
+            assert "malformed answer from SMN: over 1 MiB" in str(stats["last_error"])
+            rig.clock.advance(PAST_BACKOFF)
+            rig.handler.flush(0.01)  # wakes the worker for the next attempt
+        assert rig.handler.flush(5.0) is True
+        assert len(server.requests) == 3 and len(server.messages) == 1
+        # What went out before the client hung up: the cap, plus what the sockets buffered.
+        written = [answered_bytes(server, index) for index in (0, 1)]
+        assert max(written) < 3 * MAX_ANSWER_BYTES, written
+        stats = rig.stats()
+        assert stats["sent"] == 1 and stats["retried"] == 2 and stats["failed"] == 0 and adds_up(stats)
+        assert len(rig.said(1)) == 1
         rig.check_application_untouched()
         rig.check_no_secrets()
 
@@ -657,3 +731,72 @@ def _alerts_in(text: str) -> int:
     counts = [int(n.replace(",", "")) for n in re.findall(r" x([\d,]+)", text)]
     more = [int(n.replace(",", "")) for n in re.findall(r"\+([\d,]+) more", text)]
     return sum(counts) + sum(more) if counts or more else 1
+
+
+# --- the fake's own fault commands for hostile answers --------------------------------------------------
+def raw_post(server: FakeSMNServer) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    """POST anything to the fake (faults apply before authentication); return the connection and answer."""
+    connection = http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1]), timeout=10)
+    connection.request("POST", f"/v2/{server.project_id}/notifications/sms", body=b"{}")
+    return connection, connection.getresponse()
+
+
+class TestFakeFaultCommands:
+    @pytest.mark.parametrize("framing", ["length", "chunked", "close"])
+    def test_a_huge_answer_is_valid_http_in_each_framing(
+        self, framing: Literal["length", "chunked", "close"], server: FakeSMNServer
+    ) -> None:
+        """huge_next() writes exactly the size asked, framed as asked, and counts it in answered_bytes."""
+        server.huge_next(mebibytes=3, framing=framing, status=502)
+        connection, answer = raw_post(server)
+        with contextlib.closing(connection):
+            body = answer.read()
+        assert (answer.status, len(body)) == (502, 3 << 20)
+        assert body.startswith(b"<p>This is not SMN")
+        assert answer.getheader("Content-Length") == (str(3 << 20) if framing == "length" else None)
+        assert (answer.getheader("Transfer-Encoding") == "chunked") == (framing == "chunked")
+        assert answered_bytes(server, 0) == 3 << 20
+
+    def test_a_drip_paces_the_body_of_the_next_answer(self, server: FakeSMNServer) -> None:
+        """drip(100) writes a 40-byte body 10 bytes every 0.1 s: the whole body takes at least 0.4 s."""
+        server.malformed_next(body=b"0123456789" * 4, content_type="text/plain")
+        server.drip(100, n=1)
+        connection, answer = raw_post(server)
+        with contextlib.closing(connection):
+            started = time.monotonic()
+            body = answer.read()
+            took = time.monotonic() - started
+        assert body == b"0123456789" * 4
+        assert took >= 0.35, took
+        assert answered_bytes(server, 0) == 40
+
+    def test_stop_cuts_a_drip_short(self, server: FakeSMNServer) -> None:
+        """stop() does not wait for a drip of a byte a second: it closes that connection."""
+        server.huge_next(mebibytes=1)
+        server.drip(1)
+        connection, answer = raw_post(server)
+        with contextlib.closing(connection):
+            started = time.monotonic()
+            server.stop(timeout=5.0)
+            assert time.monotonic() - started < 4.0
+            with pytest.raises((http.client.IncompleteRead, OSError)):
+                answer.read()
+        assert answered_bytes(server, 0) < 10
+
+    @pytest.mark.parametrize(
+        "command",
+        [
+            lambda s: s.huge_next(framing="gzip"),
+            lambda s: s.huge_next(mebibytes=-1),
+            lambda s: s.huge_next(mebibytes=float("inf")),
+            lambda s: s.huge_next(0),
+            lambda s: s.drip(0),
+            lambda s: s.drip(float("nan")),
+            lambda s: s.drip(float("inf")),
+            lambda s: s.drip(1, n=0),
+        ],
+        ids=["framing", "size", "inf-size", "n", "rate", "nan", "inf", "drip-n"],
+    )
+    def test_bad_arguments_are_refused(self, command: Callable[[FakeSMNServer], None]) -> None:
+        with pytest.raises(ValueError):
+            command(FakeSMNServer())
