@@ -25,6 +25,9 @@ __all__ = [
     "endpoint_for_region",
 ]
 
+#: The longest timeout accepted (each part): a page that waits longer is better retried, and sockets refuse
+#: absurd values (``settimeout(1e10)`` raises OverflowError mid-incident).
+MAX_TIMEOUT = 300.0
 #: A timeout setting: ``(connect, read)`` seconds, or one number ``t`` meaning ``(t, t)``.
 Timeout = Union[float, tuple[float, float]]
 #: Seconds to wait for a connection, then for each piece of the answer; a pager must never hang on SMN.
@@ -246,14 +249,22 @@ def _check_timeout(value: object) -> Timeout:
     seconds = _seconds(value)
     if seconds is not None:
         return seconds
-    raise SMNConfigError(f"timeout={value!r:.40}: must be seconds > 0 or a (connect, read) pair of them")
+    raise SMNConfigError(
+        f"timeout={value!r:.40}: must be seconds > 0 and at most {MAX_TIMEOUT:g}, "
+        "or a (connect, read) pair of them"
+    )
 
 
 def _seconds(value: object) -> float | None:
-    """Return a positive finite number of seconds from a number or a decimal string, else ``None``."""
+    """Return seconds in (0, ``MAX_TIMEOUT``] from a number or a decimal string, else ``None``."""
     if isinstance(value, str) and _SECONDS.fullmatch(value.strip()):
         value = float(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+    if (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 < value <= MAX_TIMEOUT
+    ):
         return float(value)
     return None
 

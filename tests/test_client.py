@@ -256,6 +256,8 @@ class TestConfiguration:
             ({"timeout": True}, "timeout"),
             ({"timeout": (1.0,)}, "timeout"),
             ({"timeout": (1.0, float("nan"))}, "timeout"),
+            ({"timeout": 1e10}, "timeout"),
+            ({"timeout": (3, 301)}, "timeout"),
             ({"verify": 1}, "verify"),
             ({"verify": ""}, "verify"),
             ({"verify": "maybe"}, "verify"),
