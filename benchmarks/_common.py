@@ -173,8 +173,8 @@ class RssSampler:
 _pycache: list[str] = []
 #: Everything the child interpreters import, compiled into the private bytecode cache before any is timed.
 WARM_UP = (
-    "import json, logging.handlers, queue, requests, smn_alert.handler, smn_alert.testing, "
-    "smn_alert.client, smn_alert.processor"
+    "import json, logging.handlers, queue, requests, smn_alert._handler, smn_alert.testing, "
+    "smn_alert._client, smn_alert._processor"
 )
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from smn_alert.fields import mask_number
+from smn_alert._smn import mask_number
 from smn_alert.testing import FakeSMNServer
 
 #: Where each of FakeSMNServer.settings() goes in the environment, which smn_alert reads.

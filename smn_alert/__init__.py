@@ -20,9 +20,9 @@ from smn_alert.errors import (
 )
 
 if TYPE_CHECKING:
-    from smn_alert.client import EndpointResult, SMNClient, SmsBatchResult, TopicPublishResult
-    from smn_alert.handler import SMNHandler
-    from smn_alert.processor import SMNProcessor
+    from smn_alert._client import EndpointResult, SMNClient, SmsBatchResult, TopicPublishResult
+    from smn_alert._handler import SMNHandler
+    from smn_alert._processor import SMNProcessor
 
 __all__ = [
     "EndpointResult",
@@ -44,12 +44,12 @@ __all__ = [
 __version__ = "0.1.0"
 
 _LAZY = {
-    "SMNClient": "smn_alert.client",
-    "EndpointResult": "smn_alert.client",
-    "SmsBatchResult": "smn_alert.client",
-    "TopicPublishResult": "smn_alert.client",
-    "SMNHandler": "smn_alert.handler",
-    "SMNProcessor": "smn_alert.processor",
+    "SMNClient": "smn_alert._client",
+    "EndpointResult": "smn_alert._client",
+    "SmsBatchResult": "smn_alert._client",
+    "TopicPublishResult": "smn_alert._client",
+    "SMNHandler": "smn_alert._handler",
+    "SMNProcessor": "smn_alert._processor",
 }
 
 

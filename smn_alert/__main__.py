@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from smn_alert.cli import main
+from smn_alert._cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

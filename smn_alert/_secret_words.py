@@ -1,6 +1,6 @@
 """What a secret looks like: the key names that hold one, and the built-in patterns that find one in text.
 
-One place for both users of these rules: the text redaction (:mod:`smn_alert.text`), and the structlog
+One place for both users of these rules: the text redaction (:mod:`smn_alert._text`), and the structlog
 adapter, which masks the value of a secret-named key before any text is written. Every built-in pattern is
 a row of :data:`SECRET_SHAPES` that says what it must catch and what it must leave alone; the tests check
 each row both ways, so a new pattern comes with its evidence.

@@ -10,10 +10,10 @@ from typing import Optional, Union
 
 import pytest
 
-from smn_alert.config import ENV_ENDPOINTS, ENV_SIGN_ID
-from smn_alert.connection import ENV_AK, ENV_ENDPOINT_URL, ENV_PROJECT_ID, ENV_SK
+from smn_alert._client_settings import ENV_AK, ENV_ENDPOINT_URL, ENV_PROJECT_ID, ENV_SK
+from smn_alert._senders import Delivery
+from smn_alert._settings import ENV_ENDPOINTS, ENV_SIGN_ID
 from smn_alert.errors import SMNError
-from smn_alert.senders import Delivery
 from smn_alert.testing import FakeSMNServer
 
 NUMBERS = ["+8613800000001", "+8613800000002"]

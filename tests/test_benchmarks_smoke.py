@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from smn_alert.alert import Alert
-from smn_alert.digest import GroupSummary, PageContext, compose
+from smn_alert._alert import Alert
+from smn_alert._compose import GroupSummary, PageContext, compose
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 ROWS = (

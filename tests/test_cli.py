@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from smn_alert import cli
-from smn_alert.cli import DEMO_NUMBERS, EXIT_FAILED, EXIT_OK, EXIT_REFUSED, main
+from smn_alert import _cli as cli
+from smn_alert._cli import DEMO_NUMBERS, EXIT_FAILED, EXIT_OK, EXIT_REFUSED, main
+from smn_alert._text import count_segments
 from smn_alert.testing import FakeSMNServer
-from smn_alert.text import count_segments
 
 SIGN_ID = "6be340e91e5241e4b5d85837e6709104"
 NUMBER, OTHER = "+8613800000001", "+8613900000002"
@@ -144,7 +144,7 @@ class TestDemo:
         """Without structlog installed, the demo still runs on the standard library alone."""
         code = (
             "import sys; sys.modules['structlog'] = None; "
-            "from smn_alert.cli import main; sys.exit(main(['demo']))"
+            "from smn_alert._cli import main; sys.exit(main(['demo']))"
         )
         result = run_demo("-c", code)
         assert result.returncode == EXIT_OK, result.stderr

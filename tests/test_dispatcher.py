@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from smn_alert.alert import Alert
-from smn_alert.digest import PageContext
-from smn_alert.dispatcher import Dispatcher
+from smn_alert._alert import Alert
+from smn_alert._compose import PageContext
+from smn_alert._dispatcher import Dispatcher
+from smn_alert._pager import Pager
+from smn_alert._ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert.errors import SMNAuthError, SMNServerError
-from smn_alert.pager import Pager
-from smn_alert.ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
 
 from .conftest import RecordingSender
 
@@ -190,7 +190,7 @@ class TestClose:
         def refuse(self: threading.Thread) -> None:
             raise RuntimeError("can't start new thread")
 
-        monkeypatch.setattr("smn_alert.dispatcher.THREAD_RETRY", 0.0)
+        monkeypatch.setattr("smn_alert._dispatcher.THREAD_RETRY", 0.0)
         monkeypatch.setattr(threading.Thread, "start", refuse)
         dispatcher = make_dispatcher(sender)
         dispatcher.submit(alert("first"))

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from smn_alert import SMNHandler
-from smn_alert.config import PagerSettings
-from smn_alert.pipeline import TWELVE_HOURS
+from smn_alert._build import TWELVE_HOURS
+from smn_alert._settings import PagerSettings
 from smn_alert.testing import FakeClock, FakeSMNServer
 
 from .conftest import NUMBERS, SIGN_ID, RecordingSender, fresh_environment, smn_environment

@@ -775,7 +775,7 @@ class TestNoFeedbackLoop:
         handler, _ = pager("app")
         root = logging.getLogger()
         root.addHandler(handler)
-        for name in ("smn_alert", "smn_alert.dispatcher", "urllib3", "urllib3.connectionpool", "requests"):
+        for name in ("smn_alert", "smn_alert._dispatcher", "urllib3", "urllib3.connectionpool", "requests"):
             logging.getLogger(name).error("connection pool is full")
         logging.getLogger("app.orders").error("real problem")
         root.removeHandler(handler)

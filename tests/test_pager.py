@@ -9,9 +9,13 @@ import time
 
 import pytest
 
-from smn_alert.alert import Alert
-from smn_alert.config import PagerSettings
-from smn_alert.digest import PageContext
+from smn_alert._alert import Alert
+from smn_alert._build import build_dispatcher
+from smn_alert._compose import PageContext
+from smn_alert._pager import MAX_SLEEP, Page, Pager, level_band
+from smn_alert._ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
+from smn_alert._senders import Delivery, Refusal
+from smn_alert._settings import PagerSettings
 from smn_alert.errors import (
     SMNAuthError,
     SMNConfigError,
@@ -20,10 +24,6 @@ from smn_alert.errors import (
     SMNServerError,
     SMNThrottledError,
 )
-from smn_alert.pager import MAX_SLEEP, Page, Pager, level_band
-from smn_alert.pipeline import build_dispatcher
-from smn_alert.ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
-from smn_alert.senders import Delivery, Refusal
 from smn_alert.testing import FakeClock
 
 from .conftest import SIGN_ID, RecordingSender
@@ -141,7 +141,7 @@ class TestFirstPageAndFolding:
         def broken(*_: object) -> str:
             raise RuntimeError("bug")
 
-        monkeypatch.setattr("smn_alert.pager.compose", broken)
+        monkeypatch.setattr("smn_alert._pager.compose", broken)
         clock = FakeClock()
         pager = make_pager(clock)
         pager.add(alert(), clock())

@@ -1,4 +1,4 @@
-"""Tests for smn_alert.ratelimit: the SMS budget, the circuit breaker and retry delays, on a fake clock."""
+"""Tests for smn_alert._ratelimit: the SMS budget, the circuit breaker and retry delays, on a fake clock."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from smn_alert._ratelimit import LAST_TRY_MARGIN, Budget, CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert.errors import (
     SMNAuthError,
     SMNConnectionError,
@@ -16,7 +17,6 @@ from smn_alert.errors import (
     SMNServerError,
     SMNThrottledError,
 )
-from smn_alert.ratelimit import LAST_TRY_MARGIN, Budget, CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert.testing import FakeClock
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from smn_alert.cli import build_parser
-from smn_alert.config import CONNECTION_SETTINGS, PAGER_SETTINGS
+from smn_alert._cli import build_parser
+from smn_alert._settings import CONNECTION_SETTINGS, PAGER_SETTINGS
 from smn_alert.testing import FakeSMNServer
 
 from .conftest import smn_environment
@@ -202,7 +202,7 @@ class TestShellBlocks:
         pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
         for extra in re.findall(r'"\.\[(\w+)\]"', "\n".join(blocks("sh"))):
             assert re.search(rf"^{extra} = \[", pyproject, re.MULTILINE), extra
-        assert 'smn-alert = "smn_alert.cli:main"' in pyproject
+        assert 'smn-alert = "smn_alert._cli:main"' in pyproject
 
     @pytest.mark.parametrize(
         "line", [ln for b in blocks("sh") for ln in b.splitlines() if ln.startswith("smn-alert ")], ids=str
@@ -245,7 +245,7 @@ class TestReference:
     )
     def test_defaults_match_the_library(self, setting: str, default: int) -> None:
         """The defaults the table states are the ones the library uses."""
-        from smn_alert.config import PagerSettings
+        from smn_alert._settings import PagerSettings
 
         resolved = PagerSettings.from_kwargs(environ={}, endpoints="+8613800000000", sign_id="abc")
         assert getattr(resolved, setting) == default

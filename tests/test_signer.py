@@ -1,4 +1,4 @@
-"""Tests for smn_alert.signer: Huawei's published vector, the official signer's requests, each rule."""
+"""Tests for smn_alert._signer: Huawei's published vector, the official signer's requests, each rule."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 
-from smn_alert import signer
+from smn_alert import _signer as signer
 
 #: Requests signed by Huawei's official Python signer; the repo's copy of ../shared/vectors/.
 OFFICIAL_FILE = Path(__file__).parent / "data" / "signer-official.json"

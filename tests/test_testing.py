@@ -16,10 +16,13 @@ import requests
 from requests.utils import requote_uri
 
 import smn_alert
-from smn_alert import _fake_canonical, _fake_table, fields, signer
-from smn_alert._fake_auth import Authenticator
-from smn_alert._fake_wire import Refusal, Request
+from smn_alert import _signer as signer
+from smn_alert import _smn as fields
 from smn_alert.testing import FakeClock, FakeSMNServer
+from smn_alert.testing import _canonical as _fake_canonical
+from smn_alert.testing import _table as _fake_table
+from smn_alert.testing._auth import Authenticator
+from smn_alert.testing._wire import Refusal, Request
 
 pytest_plugins = ["pytester"]
 
@@ -526,7 +529,7 @@ def permissive_fields(monkeypatch: pytest.MonkeyPatch) -> None:
 class TestOwnRules:
     def test_fake_imports_none_of_the_clients_rules(self):
         """No part of FakeSMNServer imports the client's field checks, signer or client."""
-        client_code = {"smn_alert.fields", "smn_alert.signer", "smn_alert.client"}
+        client_code = {"smn_alert._smn", "smn_alert._signer", "smn_alert._client"}
         for path in sorted(Path(smn_alert.__file__).parent.glob("_fake_*.py")):
             imported: set[str] = set()
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -537,7 +540,7 @@ class TestOwnRules:
             assert not imported & client_code, path.name
 
     def test_wrong_client_rules_do_not_change_what_the_fake_refuses(self, monkeypatch, http, server):
-        """With every check in smn_alert.fields broken to accept anything, the fake refuses by the seed."""
+        """With every check in smn_alert._smn broken to accept anything, the fake refuses by the seed."""
         permissive_fields(monkeypatch)
         for _, changes, status, code in SEED_REFUSALS:
             assert error_of(post(http, server, sms_path(server), sms_body(**changes))) == (status, code)
@@ -854,8 +857,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from smn_alert import signer
-
+from smn_alert import _signer as signer
 servers = []
 
 

@@ -1,4 +1,4 @@
-"""Tests for smn_alert.text: redaction, sanitizing, fitting and segment counting of SMS text."""
+"""Tests for smn_alert._text: redaction, sanitizing, fitting and segment counting of SMS text."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from smn_alert._secret_words import SECRET_SHAPES, SecretShape
-from smn_alert.errors import SMNConfigError
-from smn_alert.text import (
+from smn_alert._text import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_REDACTIONS,
     billed_segments,
@@ -22,6 +21,7 @@ from smn_alert.text import (
     sanitize,
     sms_encoding,
 )
+from smn_alert.errors import SMNConfigError
 
 ALL_BRACKETS = "[]【】〔〕［］"  # noqa: RUF001 - the lookalikes are the point
 HUAWEI_SIGN = "【华为云】"

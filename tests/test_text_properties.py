@@ -1,6 +1,6 @@
 """Property tests of the whole text path: whatever an application logs, the SMS is valid and fits.
 
-``tests/test_text.py`` and ``tests/test_digest.py`` check ``sanitize``/``fit_to_length``/``compose`` on their
+``tests/test_text.py`` and ``tests/test_compose.py`` check ``sanitize``/``fit_to_length``/``compose`` on their
 own; here any message goes through a real ``SMNHandler`` (emit, snapshot, dispatcher, pager, composer) to a
 recording sender, and the application's logging call must return normally whatever the message is.
 """

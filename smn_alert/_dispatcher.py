@@ -2,8 +2,8 @@
 
 The application thread only appends to a deque and, when the worker sleeps, sets an event: no lock is taken on
 the common path and nothing there can block. One daemon worker per dispatcher, started on the first alert,
-drains the buffer into a :class:`~smn_alert.pager.Pager`, sends what it says is due through a
-:class:`~smn_alert.senders.Sender`, and sleeps until the next deadline. ``flush`` and ``close`` have
+drains the buffer into a :class:`~smn_alert._pager.Pager`, sends what it says is due through a
+:class:`~smn_alert._senders.Sender`, and sleeps until the next deadline. ``flush`` and ``close`` have
 deadlines, ``close`` is idempotent, and a forked child starts afresh without the parent's pending alerts.
 """
 
@@ -16,12 +16,12 @@ from collections import deque
 from typing import Any, Callable, Optional, Union
 
 from smn_alert import _process
+from smn_alert._alert import Alert
 from smn_alert._diagnostics import Diagnostics
+from smn_alert._pager import Page, Pager
 from smn_alert._process import is_worker, on_worker_thread
-from smn_alert.alert import Alert
+from smn_alert._senders import Delivery, Sender
 from smn_alert.errors import SMNError, SMNServerError
-from smn_alert.pager import Page, Pager
-from smn_alert.senders import Delivery, Sender
 
 __all__ = ["DEFAULT_CAPACITY", "DEFAULT_SHUTDOWN_TIMEOUT", "Dispatcher", "is_worker", "on_worker_thread"]
 

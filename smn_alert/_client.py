@@ -14,8 +14,20 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from smn_alert import fields, signer
-from smn_alert.answers import (
+from smn_alert import _signer, _smn
+from smn_alert._client_settings import (
+    DEFAULT_TIMEOUT,
+    ENV_AK,
+    ENV_ENDPOINT_URL,
+    ENV_PROJECT_ID,
+    ENV_REGION,
+    ENV_SECURITY_TOKEN,
+    ENV_SK,
+    ConnectionSettings,
+    Timeout,
+    endpoint_for_region,
+)
+from smn_alert._responses import (
     MAX_ANSWER_BYTES,
     MISSING_CODE,
     EndpointResult,
@@ -27,18 +39,6 @@ from smn_alert.answers import (
     oversized_answer,
     parse_answer,
     parse_retry_after,
-)
-from smn_alert.connection import (
-    DEFAULT_TIMEOUT,
-    ENV_AK,
-    ENV_ENDPOINT_URL,
-    ENV_PROJECT_ID,
-    ENV_REGION,
-    ENV_SECURITY_TOKEN,
-    ENV_SK,
-    ConnectionSettings,
-    Timeout,
-    endpoint_for_region,
 )
 from smn_alert.errors import SMNConfigError, SMNConnectionError, SMNError, SMNServerError
 
@@ -211,12 +211,12 @@ class SMNClient:
             SMNConfigError: A field is invalid (nothing was sent).
             SMNError: The first request failed.
         """
-        numbers = fields.check_endpoints(endpoints)
+        numbers = _smn.check_endpoints(endpoints)
         extra = _sms_fields(message, sign_id, message_include_sign_flag, extend_code, extend_src_id)
         path = f"/v2/{self._settings.project_id}/notifications/sms"
         results: list[EndpointResult] = []
         request_ids: list[str] = []
-        size = fields.MAX_ENDPOINTS_PER_REQUEST
+        size = _smn.MAX_ENDPOINTS_PER_REQUEST
         for start in range(0, len(numbers), size):
             chunk = numbers[start : start + size]
             try:
@@ -240,14 +240,14 @@ class SMNClient:
             SMNConfigError: A field is invalid, or the message holds ``[]``/``【】`` (SMN refuses them).
             SMNError: SMN refused the request or could not be reached.
         """
-        urn = fields.check_topic_urn(topic_urn)
-        text = fields.check_message(message)
+        urn = _smn.check_topic_urn(topic_urn)
+        text = _smn.check_message(message)
         if any(char in text for char in _TOPIC_FORBIDDEN):
             raise SMNConfigError(
                 "message must not contain [ ] 【 】 when published to a topic (SMN refuses it)"
             )
         payload = {"message": text}
-        checked_subject = fields.check_subject(subject)
+        checked_subject = _smn.check_subject(subject)
         if checked_subject is not None:
             payload["subject"] = checked_subject
         path = f"/v2/{self._settings.project_id}/notifications/topics/{quote(urn, safe='')}/publish"
@@ -343,12 +343,12 @@ class SMNClient:
             "Content-Type": CONTENT_TYPE,
             "Host": settings.host,
             "X-Project-Id": settings.project_id,
-            "X-Sdk-Date": signer.sdk_date(self._now()),
+            "X-Sdk-Date": _signer.sdk_date(self._now()),
         }
         if settings.security_token is not None:
             headers["X-Security-Token"] = settings.security_token
         if settings.ak is not None and settings.sk is not None:
-            headers["Authorization"] = signer.authorization_header(
+            headers["Authorization"] = _signer.authorization_header(
                 settings.ak, settings.sk, "POST", url, headers, body, signed_headers=list(headers)
             )
         elif settings.auth_token is not None:
@@ -377,14 +377,14 @@ def _sms_fields(
     message: object, sign_id: object, flag: object, extend_code: object, extend_src_id: object
 ) -> dict[str, str]:
     """Validate the SmsBatchPublish fields other than ``endpoints``; keep only those that are set."""
-    text = fields.check_message(message)
-    checked_sign, checked_flag = fields.check_sign(sign_id, flag)
+    text = _smn.check_message(message)
+    checked_sign, checked_flag = _smn.check_sign(sign_id, flag)
     candidates = {
         "message": text,
         "sign_id": checked_sign,
         "message_include_sign_flag": checked_flag,
-        "extend_code": fields.check_extend_code(extend_code),
-        "extend_src_id": fields.check_extend_src_id(extend_src_id),
+        "extend_code": _smn.check_extend_code(extend_code),
+        "extend_src_id": _smn.check_extend_src_id(extend_src_id),
     }
     if checked_flag == "true" and not _SIGNATURE_HEAD.match(text):
         raise SMNConfigError(

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable
 from typing import Literal, Union
 
 from smn_alert._secret_words import SECRET_SHAPES
+from smn_alert._smn import MAX_MESSAGE_LENGTH
 from smn_alert.errors import SMNConfigError
-from smn_alert.fields import MAX_MESSAGE_LENGTH
 
 __all__ = [
     "BRACKETS",

@@ -1,4 +1,4 @@
-"""Tests for smn_alert.digest: the SMS text of a page, first alerts and digests, and their counts."""
+"""Tests for smn_alert._compose: the SMS text of a page, first alerts and digests, and their counts."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smn_alert.alert import Alert
-from smn_alert.digest import GroupSummary, PageContext, compose, format_clock, human_duration, level_band
-from smn_alert.text import DEFAULT_MAX_LENGTH, compile_redactions, sms_encoding
+from smn_alert._alert import Alert
+from smn_alert._compose import GroupSummary, PageContext, compose, format_clock, human_duration, level_band
+from smn_alert._text import DEFAULT_MAX_LENGTH, compile_redactions, sms_encoding
 
 ALL_BRACKETS = set("[]【】〔〕［］")  # noqa: RUF001 - the lookalikes are the point
 LEVELS = {"CRITICAL": 50, "ERROR": 40, "WARNING": 30, "INFO": 20}
@@ -87,7 +87,7 @@ class TestFirstPage:
             record.exc_info = __import__("sys").exc_info()
         text = compose([group(Alert.from_record(record))], PageContext())
         assert text.startswith("ERROR billing: charge c-1 failed | ZeroDivisionError: division by zero | ")
-        assert "test_digest.py:" in text
+        assert "test_compose.py:" in text
 
     def test_long_message_keeps_exception_visible(self):
         """A huge message is cut so the exception and the frame still fit."""

@@ -1,6 +1,6 @@
 """``FakeSMNServer``'s own ``SDK-HMAC-SHA256`` check: the canonical request rebuilt from the request received.
 
-It is written apart from ``smn_alert.signer`` (the client's side) and imports nothing of it, so a mistake
+It is written apart from ``smn_alert._signer`` (the client's side) and imports nothing of it, so a mistake
 in the client's signing is refused here instead of being repeated. Both sides are pinned to Huawei's official
 signer by the requests it signed (``tests/data/signer-official.json``).
 """

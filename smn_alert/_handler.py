@@ -1,6 +1,6 @@
 """``SMNHandler``: a ``logging.Handler`` that pages serious records by SMS through SMN.
 
-A thin adapter: ``emit`` snapshots the record into an :class:`~smn_alert.alert.Alert` and hands it to the
+A thin adapter: ``emit`` snapshots the record into an :class:`~smn_alert._alert.Alert` and hands it to the
 dispatcher without blocking; everything else (folding, budget, text, sending) happens on the worker thread.
 It subclasses ``logging.Handler``, not ``QueueHandler``, because ``dictConfig`` special-cases the latter.
 """
@@ -12,11 +12,11 @@ import os
 import time
 from typing import Any, Callable, Optional, Union
 
-from smn_alert.alert import IGNORED_LOGGERS, Alert, is_own_logger, was_paged
-from smn_alert.config import PagerSettings, mask_number
-from smn_alert.dispatcher import is_worker, on_worker_thread
-from smn_alert.pipeline import build_dispatcher
-from smn_alert.senders import Sender
+from smn_alert._alert import IGNORED_LOGGERS, Alert, is_own_logger, was_paged
+from smn_alert._build import build_dispatcher
+from smn_alert._dispatcher import is_worker, on_worker_thread
+from smn_alert._senders import Sender
+from smn_alert._settings import PagerSettings, mask_number
 
 __all__ = ["IGNORED_LOGGERS", "SMNHandler"]
 
@@ -30,7 +30,7 @@ class SMNHandler(logging.Handler):
     Args:
         endpoints: Phone numbers (a list, or one comma-separated string); or give ``topic_urn`` instead.
         level: Lowest level that pages (default ``ERROR``).
-        sender: For tests: a :class:`~smn_alert.senders.Sender` used instead of SMN.
+        sender: For tests: a :class:`~smn_alert._senders.Sender` used instead of SMN.
         clock: For tests: the monotonic clock the pipeline decides by.
         wall: For tests: the wall clock that dates "held back since HH:MM".
         **settings: Every other setting, as plain values (see the README's settings table): connection

@@ -1,6 +1,6 @@
 """``FakeSMNServer``'s SMN rules: which API a request calls, body validation, 200 answers with results.
 
-Bodies are judged by the fake's own table (``_fake_table``), never by the client's ``smn_alert.fields``.
+Bodies are judged by the fake's own table (``_fake_table``), never by the client's ``smn_alert._smn``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
-from smn_alert import _fake_table as table
-from smn_alert._fake_wire import CODE_INVALID, Answer, Refusal, Request, json_answer, new_id
+from smn_alert.testing import _table as table
+from smn_alert.testing._wire import CODE_INVALID, Answer, Refusal, Request, json_answer, new_id
 
 __all__ = [
     "Api",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional, Protocol
 
 if TYPE_CHECKING:  # the client imports requests lazily; we only need its type here
-    from smn_alert.client import SMNClient
+    from smn_alert._client import SMNClient
 
 __all__ = ["Delivery", "Refusal", "Sender", "SmsSender", "TopicSender"]
 

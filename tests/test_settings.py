@@ -1,4 +1,4 @@
-"""Tests for smn_alert.config: settings from keyword arguments and the environment, validated."""
+"""Tests for smn_alert._settings: settings from keyword arguments and the environment, validated."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import re
 import pytest
 import yaml
 
-from smn_alert.config import PagerSettings, check_level, mask_number, mask_secret
+from smn_alert._settings import PagerSettings, check_level, mask_number, mask_secret
+from smn_alert._smn import is_mainland_china
 from smn_alert.errors import SMNConfigError
-from smn_alert.fields import is_mainland_china
 
 SIGN_ID = "6be340e91e5241e4b5d85837e6709104"
 TOPIC_URN = "urn:smn:cn-north-4:0605767ea3c4a1a5f6e3c00ec4a6e8e4:ops_pager"

@@ -20,14 +20,14 @@ import time
 from collections.abc import Iterable
 from typing import Callable, Optional, Union
 
-from smn_alert.alert import Alert, Fingerprint
-from smn_alert.config import MAX_DURATION
-from smn_alert.digest import GroupSummary, PageContext, compose, level_band
+from smn_alert._alert import Alert, Fingerprint
+from smn_alert._compose import GroupSummary, PageContext, compose, level_band
+from smn_alert._ratelimit import Budget, CircuitBreaker, RetryPolicy, TokenBucket
+from smn_alert._senders import Delivery
+from smn_alert._settings import MAX_DURATION
+from smn_alert._smn import mask_number
+from smn_alert._text import redact
 from smn_alert.errors import SMNConfigError, SMNError
-from smn_alert.fields import mask_number
-from smn_alert.ratelimit import Budget, CircuitBreaker, RetryPolicy, TokenBucket
-from smn_alert.senders import Delivery
-from smn_alert.text import redact
 
 __all__ = [
     "DEFAULT_MAX_GROUPS",

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from smn_alert._fake_wire import Answer, Refusal
+from smn_alert.testing._wire import Answer, Refusal
 
 __all__ = ["FRAMINGS", "FaultQueue", "Streamed"]
 

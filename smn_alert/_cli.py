@@ -11,8 +11,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, Optional, TextIO
 
 from smn_alert import __version__
-from smn_alert.config import ENV_ENDPOINTS, ENV_PREFIX, ENV_SIGN_ID, ENV_TOPIC_URN, PagerSettings, mask_secret
-from smn_alert.connection import (
+from smn_alert._client_settings import (
     ENV_AK,
     ENV_ENDPOINT_URL,
     ENV_PROJECT_ID,
@@ -20,10 +19,18 @@ from smn_alert.connection import (
     ENV_SECURITY_TOKEN,
     ENV_SK,
 )
-from smn_alert.demo import DEMO_NUMBERS, DEMO_SETTINGS, run_demo
+from smn_alert._demo import DEMO_NUMBERS, DEMO_SETTINGS, run_demo
+from smn_alert._settings import (
+    ENV_ENDPOINTS,
+    ENV_PREFIX,
+    ENV_SIGN_ID,
+    ENV_TOPIC_URN,
+    PagerSettings,
+    mask_secret,
+)
+from smn_alert._smn import mask_number
+from smn_alert._text import count_segments, sms_encoding
 from smn_alert.errors import SMNAuthError, SMNConfigError, SMNError
-from smn_alert.fields import mask_number
-from smn_alert.text import count_segments, sms_encoding
 
 __all__ = ["DEMO_NUMBERS", "DEMO_SETTINGS", "EXIT_FAILED", "EXIT_OK", "EXIT_REFUSED", "build_parser", "main"]
 
@@ -152,7 +159,7 @@ _ROWS = (
 
 def _resolve(args: argparse.Namespace) -> tuple[Any, PagerSettings]:
     """Return the client and the settings for ``args``; the environment fills in what they lack."""
-    from smn_alert.client import SMNClient  # not at import: keeps `smn-alert --help` fast
+    from smn_alert._client import SMNClient  # not at import: keeps `smn-alert --help` fast
 
     given = {"endpoints": args.to, "topic_urn": args.topic, "sign_id": args.sign_id}
     if args.signature:  # message_include_sign_flag mode: the signature is part of the text

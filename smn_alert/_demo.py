@@ -10,8 +10,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
-from smn_alert.fields import is_mainland_china, mask_number
-from smn_alert.text import billed_segments, sms_encoding
+from smn_alert._smn import is_mainland_china, mask_number
+from smn_alert._text import billed_segments, sms_encoding
 
 if TYPE_CHECKING:
     from smn_alert.testing import FakeSMNServer, ReceivedMessage
@@ -156,7 +156,7 @@ def _narrator(replay: _Replay, out: TextIO, style: _Style) -> _Say:
 
 def _demo_handler(server: FakeSMNServer, replay: _Replay) -> Any:
     """Configure the root logger with an ``SMNHandler`` through ``dictConfig``; return the handler."""
-    from smn_alert.handler import SMNHandler
+    from smn_alert._handler import SMNHandler
 
     pager: dict[str, Any] = {
         "class": "smn_alert.SMNHandler",
@@ -177,7 +177,7 @@ def _demo_processor(server: FakeSMNServer, replay: _Replay) -> tuple[Any, Option
         import structlog
     except ImportError:
         return None, None
-    from smn_alert.processor import SMNProcessor
+    from smn_alert._processor import SMNProcessor
 
     settings = {**DEMO_SETTINGS, **server.settings()}
     processor = SMNProcessor(list(DEMO_NUMBERS), sign_id=_SIGN_ID, clock=replay.monotonic, **settings)

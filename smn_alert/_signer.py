@@ -10,7 +10,7 @@ Python signer (``huaweicloudsdkcore``), pinned by requests it signed (``tests/da
 - a body whose ``Content-Type`` is not JSON is sent with ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD``, and a
   signed ``X-Sdk-Content-Sha256`` stands in for the body's hash (an empty body always hashes as empty).
 
-``FakeSMNServer`` checks signatures with its own code (``smn_alert._fake_canonical``), not with this module.
+``FakeSMNServer`` checks signatures with its own code (``smn_alert.testing._canonical``), not this module.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import Any, Callable
 
-from smn_alert._fake_faults import Streamed
-from smn_alert._fake_wire import CODE_INVALID, Answer, Refusal, Request, new_id
+from smn_alert.testing._faults import Streamed
+from smn_alert.testing._wire import CODE_INVALID, Answer, Refusal, Request, new_id
 
 __all__ = ["Runner", "Server"]
 

@@ -1,4 +1,4 @@
-"""Tests for smn_alert.answers: per-number results, error mapping and Retry-After, without HTTP."""
+"""Tests for smn_alert._responses: per-number results, error mapping and Retry-After, without HTTP."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from smn_alert.answers import (
+from smn_alert._responses import (
     MAX_ANSWER_BYTES,
     MISSING_CODE,
     EndpointResult,

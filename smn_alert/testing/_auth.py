@@ -11,8 +11,8 @@ import threading
 from datetime import datetime, timezone
 from typing import Callable
 
-from smn_alert import _fake_canonical as canonical
-from smn_alert._fake_wire import Refusal, Request
+from smn_alert.testing import _canonical as canonical
+from smn_alert.testing._wire import Refusal, Request
 
 __all__ = ["Authenticator"]
 

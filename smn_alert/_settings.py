@@ -13,10 +13,10 @@ import reprlib
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from smn_alert import fields
+from smn_alert import _smn
+from smn_alert._smn import mask_number
+from smn_alert._text import compile_user_patterns
 from smn_alert.errors import SMNConfigError
-from smn_alert.fields import mask_number
-from smn_alert.text import compile_user_patterns
 
 __all__ = [
     "CONNECTION_SETTINGS",
@@ -55,7 +55,7 @@ ENV_SIGN_ID = "SMN_ALERT_SIGN_ID"
 ENV_PREFIX = "SMN_ALERT_PREFIX"
 
 #: Longest SMS text, in characters (SMN's limit).
-DEFAULT_MAX_LENGTH = fields.MAX_MESSAGE_LENGTH
+DEFAULT_MAX_LENGTH = _smn.MAX_MESSAGE_LENGTH
 #: Shortest ``max_length`` allowed: less leaves no room for level, logger and message.
 MIN_MAX_LENGTH = 40
 #: Longest service prefix, in characters.
@@ -178,7 +178,7 @@ _A_DAY = f"{_SECONDS} (a day)"
 # Numeric settings: name -> default and allowed range. Every one has an upper bound: a duration of 1e10
 # seconds overflows the waits of threads and locks, and a count of 1e10 is a typo.
 _NUMBERS: dict[str, _Range] = {
-    "max_length": _Range(DEFAULT_MAX_LENGTH, MIN_MAX_LENGTH, fields.MAX_MESSAGE_LENGTH, whole=True),
+    "max_length": _Range(DEFAULT_MAX_LENGTH, MIN_MAX_LENGTH, _smn.MAX_MESSAGE_LENGTH, whole=True),
     "budget": _Range(DEFAULT_BUDGET, 1, MAX_BUDGET, whole=True),
     "budget_period": _Range(DEFAULT_BUDGET_PERIOD, MIN_BUDGET_PERIOD, MAX_DURATION, unit=_A_DAY),
     "budget_12h": _Range(DEFAULT_BUDGET_12H, 1, MAX_BUDGET, whole=True),
@@ -270,7 +270,7 @@ def _parse_endpoints(name: str, value: object) -> tuple[str, ...]:
             )
     if not items:
         raise _invalid(name, value, "at least one phone number is needed")
-    return tuple(fields.check_endpoints(items, name))
+    return tuple(_smn.check_endpoints(items, name))
 
 
 def _resolve_target(
@@ -283,7 +283,7 @@ def _resolve_target(
     if endpoints is not None:
         return _parse_endpoints("endpoints", endpoints), None
     if topic_urn is not None:
-        return (), fields.check_topic_urn(topic_urn)
+        return (), _smn.check_topic_urn(topic_urn)
     env_endpoints, env_topic = _env(environ, ENV_ENDPOINTS), _env(environ, ENV_TOPIC_URN)
     if env_endpoints is not None and env_topic is not None:
         raise SMNConfigError(
@@ -292,7 +292,7 @@ def _resolve_target(
     if env_endpoints is not None:
         return _parse_endpoints(ENV_ENDPOINTS, env_endpoints), None
     if env_topic is not None:
-        return (), fields.check_topic_urn(env_topic, ENV_TOPIC_URN)
+        return (), _smn.check_topic_urn(env_topic, ENV_TOPIC_URN)
     raise SMNConfigError(
         f"endpoints or topic_urn is required (or set {ENV_ENDPOINTS} or {ENV_TOPIC_URN} in the environment)"
     )
@@ -304,9 +304,7 @@ def _resolve_sms(given: Mapping[str, object], environ: Mapping[str, str]) -> tup
         raise _invalid("subject", given["subject"], "is only used with topic_urn, not with endpoints")
     flag_value = given.get("message_include_sign_flag")
     flag = (
-        None
-        if flag_value is None
-        else fields.normalize_flag(_to_bool("message_include_sign_flag", flag_value))
+        None if flag_value is None else _smn.normalize_flag(_to_bool("message_include_sign_flag", flag_value))
     )
     # "false" is SMN's default and says nothing, so it may stand beside sign_id.
     flag = flag if flag == "true" else None
@@ -318,10 +316,10 @@ def _resolve_sms(given: Mapping[str, object], environ: Mapping[str, str]) -> tup
             "sign_id or message_include_sign_flag='true' is required with endpoints "
             f"(sign_id may also come from {ENV_SIGN_ID})"
         )
-    checked_sign, checked_flag = fields.check_sign(sign_id, flag)
+    checked_sign, checked_flag = _smn.check_sign(sign_id, flag)
     signature = _check_signature(given.get("signature"), checked_flag)
-    extend_code = fields.check_extend_code(given.get("extend_code"))
-    extend_src_id = fields.check_extend_src_id(given.get("extend_src_id"))
+    extend_code = _smn.check_extend_code(given.get("extend_code"))
+    extend_src_id = _smn.check_extend_src_id(given.get("extend_src_id"))
     return checked_sign, checked_flag, signature, extend_code, extend_src_id
 
 
@@ -346,7 +344,7 @@ def _resolve_topic(given: Mapping[str, object]) -> str | None:
     misplaced = [f"{name}={_shown.repr(given[name])}" for name in _SMS_ONLY if given.get(name) is not None]
     if misplaced:
         raise SMNConfigError(f"{', '.join(misplaced)}: only used with endpoints, not with topic_urn")
-    return fields.check_subject(given.get("subject"))
+    return _smn.check_subject(given.get("subject"))
 
 
 def _resolve_prefix(given: Mapping[str, object], environ: Mapping[str, str]) -> str:

@@ -17,11 +17,11 @@ import time
 from collections.abc import MutableMapping
 from typing import Any, Callable, Optional, Union
 
-from smn_alert.alert import Alert, is_own_logger, mark_paged
-from smn_alert.config import PagerSettings, check_level
-from smn_alert.dispatcher import on_worker_thread
-from smn_alert.pipeline import build_dispatcher
-from smn_alert.senders import Sender
+from smn_alert._alert import Alert, is_own_logger, mark_paged
+from smn_alert._build import build_dispatcher
+from smn_alert._dispatcher import on_worker_thread
+from smn_alert._senders import Sender
+from smn_alert._settings import PagerSettings, check_level
 
 __all__ = ["SMNProcessor"]
 
@@ -61,10 +61,10 @@ class SMNProcessor:
     Args:
         endpoints: Phone numbers (a list, or one comma-separated string); or give ``topic_urn`` instead.
         level: Lowest level that pages, a name (``"error"``) or a number (default ``"error"``).
-        sender: For tests: a :class:`~smn_alert.senders.Sender` used instead of SMN.
+        sender: For tests: a :class:`~smn_alert._senders.Sender` used instead of SMN.
         clock: For tests: the monotonic clock the pipeline decides by.
         wall: For tests: the wall clock that dates "held back since HH:MM".
-        **settings: The same settings as :class:`~smn_alert.handler.SMNHandler`.
+        **settings: The same settings as :class:`~smn_alert._handler.SMNHandler`.
 
     Raises:
         ValueError: A setting is missing or wrong (the message names it).

@@ -1,6 +1,6 @@
 """``FakeSMNServer``'s own table of what SMN accepts, written from the SmsBatchPublish page (the seed).
 
-It imports nothing of the client's validation (``smn_alert.fields``): the fake must refuse what SMN refuses
+It imports nothing of the client's validation (``smn_alert._smn``): the fake must refuse what SMN refuses
 even when the client's rules are wrong, or no test could notice that they are. Each row quotes the seed's
 words for its rule (``seed``); rows for topic publishing come from ``smn-api.md`` section 2 (``seed`` empty).
 """
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from smn_alert._fake_wire import CODE_INVALID
+from smn_alert.testing._wire import CODE_INVALID
 
 __all__ = [
     "ENDPOINT_RULE",

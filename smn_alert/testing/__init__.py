@@ -15,11 +15,11 @@ from dataclasses import dataclass, replace
 from typing import Callable, Literal
 from urllib.parse import urlsplit
 
-from smn_alert import _fake_rules as rules
-from smn_alert._fake_auth import Authenticator
-from smn_alert._fake_faults import FRAMINGS, FaultQueue
-from smn_alert._fake_http import Runner
-from smn_alert._fake_wire import Answer, Refusal, Request
+from smn_alert.testing import _rules as rules
+from smn_alert.testing._auth import Authenticator
+from smn_alert.testing._faults import FRAMINGS, FaultQueue
+from smn_alert.testing._http import Runner
+from smn_alert.testing._wire import Answer, Refusal, Request
 
 __all__ = [
     "DEFAULT_AK",

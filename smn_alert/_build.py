@@ -10,15 +10,15 @@ import random
 import time
 from typing import Callable, Optional
 
-from smn_alert.client import SMNClient
-from smn_alert.config import PagerSettings
-from smn_alert.digest import PageContext
-from smn_alert.dispatcher import Dispatcher
-from smn_alert.fields import is_mainland_china
-from smn_alert.pager import Pager
-from smn_alert.ratelimit import Budget, CircuitBreaker, RetryPolicy, TokenBucket
-from smn_alert.senders import Sender, SmsSender, TopicSender
-from smn_alert.text import billed_segments, compile_redactions
+from smn_alert._client import SMNClient
+from smn_alert._compose import PageContext
+from smn_alert._dispatcher import Dispatcher
+from smn_alert._pager import Pager
+from smn_alert._ratelimit import Budget, CircuitBreaker, RetryPolicy, TokenBucket
+from smn_alert._senders import Sender, SmsSender, TopicSender
+from smn_alert._settings import PagerSettings
+from smn_alert._smn import is_mainland_china
+from smn_alert._text import billed_segments, compile_redactions
 
 __all__ = ["build_dispatcher", "build_sender"]
 

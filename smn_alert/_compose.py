@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
-from smn_alert.alert import Alert
-from smn_alert.text import DEFAULT_MAX_LENGTH, DEFAULT_REDACTIONS, fit_to_length, redact, sanitize
+from smn_alert._alert import Alert
+from smn_alert._text import DEFAULT_MAX_LENGTH, DEFAULT_REDACTIONS, fit_to_length, redact, sanitize
 
 __all__ = [
     "CUT_MARKER",
@@ -92,7 +92,7 @@ class PageContext:
             but their own text was not kept.
         failed_before: Alerts in earlier pages that could not be delivered.
         max_length: Most characters in the page (at least :data:`MIN_MAX_LENGTH`).
-        redactions: Secret patterns, from :func:`~smn_alert.text.compile_redactions`; the built-ins by
+        redactions: Secret patterns, from :func:`~smn_alert._text.compile_redactions`; the built-ins by
             default, so nothing is sent unscrubbed by accident.
         time_format: Turns ``held_since`` into text (local ``HH:MM`` by default).
     """
