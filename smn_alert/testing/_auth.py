@@ -1,6 +1,6 @@
 """``FakeSMNServer``'s API-gateway checks: X-Auth-Token or AK/SK signature, date skew, access-key lock-out.
 
-Signatures are checked by the fake's own code (``_fake_canonical``), never by the client's ``signer``.
+Signatures are checked by the fake's own code (``_canonical``), never by the client's ``smn_alert._signer``.
 """
 
 from __future__ import annotations
@@ -12,13 +12,11 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from smn_alert.testing import _canonical as canonical
-from smn_alert.testing._wire import Refusal, Request
-
-__all__ = ["Authenticator"]
+from smn_alert.testing._wire import Rejection, Request
 
 
-def _refusal(why: str) -> Refusal:
-    return Refusal(401, "APIG.0301", f"Incorrect IAM authentication information: {why}", gateway=True)
+def _rejection(why: str) -> Rejection:
+    return Rejection(401, "APIG.0301", f"Incorrect IAM authentication information: {why}", gateway=True)
 
 
 def _same(given: str, expected: str) -> bool:
@@ -59,29 +57,29 @@ class Authenticator:
         self._lock = threading.Lock()
 
     def check(self, req: Request) -> None:
-        """Return if ``req`` is authenticated, else raise the gateway's 401 refusal."""
+        """Return if ``req`` is authenticated, else raise the gateway's 401 rejection."""
         token = req.headers.get("x-auth-token")
         if token is not None:
             if self._token is None or not _same(token, self._token):
-                raise _refusal("the X-Auth-Token is not valid")
+                raise _rejection("the X-Auth-Token is not valid")
             return
         parsed = canonical.parse(req.headers.get("authorization", ""))
         if parsed is None:
-            raise _refusal("no SDK-HMAC-SHA256 Authorization header and no X-Auth-Token")
+            raise _rejection("no SDK-HMAC-SHA256 Authorization header and no X-Auth-Token")
         access = parsed.access
         with self._lock:
             self._refuse_if_locked(access)
             problem = self._problem(parsed, req)
             self._count(access, problem)
         if problem is not None:
-            raise _refusal(problem)
+            raise _rejection(problem)
 
     def _refuse_if_locked(self, access: str) -> None:
         until = self._locked_until.get(access)
         if until is None:
             return
         if self._clock() < until:
-            raise _refusal(
+            raise _rejection(
                 f"the access key is locked after {self._lock_after} consecutive failed signatures; "
                 f"try again in {until - self._clock():.0f} s"
             )

@@ -8,9 +8,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from smn_alert.testing._wire import Answer, Refusal
-
-__all__ = ["FRAMINGS", "FaultQueue", "Streamed"]
+from smn_alert.testing._wire import Answer, Rejection
 
 #: How a streamed answer's body is delimited: ``Content-Length``, ``Transfer-Encoding: chunked``, or neither
 #: (the body ends when the server closes the connection).
@@ -80,8 +78,8 @@ class _Fault:
         if self.kind == "huge":
             return Streamed(self.status, _FILLER, self.content_type, size=self.size, framing=self.framing)
         headers = (("Retry-After", self.retry_after),) if self.retry_after is not None else ()
-        refusal = Refusal(self.status, self.code, self.message, gateway=self.shape == "gateway")
-        return replace(refusal.answer(request_id), headers=headers)
+        rejection = Rejection(self.status, self.code, self.message, gateway=self.shape == "gateway")
+        return replace(rejection.answer(request_id), headers=headers)
 
 
 def _retry_after_text(value: float | str | None) -> str | None:

@@ -13,9 +13,7 @@ from socketserver import TCPServer
 from typing import Any, Callable
 
 from smn_alert.testing._faults import Streamed
-from smn_alert.testing._wire import CODE_INVALID, Answer, Refusal, Request, new_id
-
-__all__ = ["Runner", "Server"]
+from smn_alert.testing._wire import CODE_INVALID, Answer, Rejection, Request, new_id
 
 # Bytes the OS may buffer for a streamed answer (Linux doubles it): a huge answer's count stays honest.
 _STREAMED_SEND_BUFFER = 64 * 1024
@@ -224,7 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self.close_connection = True
             self._write(
-                Refusal(400, CODE_INVALID, f"Cannot read the body: {exc}").answer(request_id), request_id
+                Rejection(400, CODE_INVALID, f"Cannot read the body: {exc}").answer(request_id), request_id
             )
             return
         headers = {name.lower(): value for name, value in self.headers.items()}

@@ -14,8 +14,6 @@ import pytest
 if TYPE_CHECKING:
     from smn_alert.testing import FakeSMNServer
 
-__all__ = ["smn_server"]
-
 
 @pytest.fixture
 def smn_server() -> Iterator[FakeSMNServer]:

@@ -1,6 +1,6 @@
 """``FakeSMNServer``'s SMN rules: which API a request calls, body validation, 200 answers with results.
 
-Bodies are judged by the fake's own table (``_fake_table``), never by the client's ``smn_alert._smn``.
+Bodies are judged by the fake's own table (``_table``), never by the client's ``smn_alert._smn``.
 """
 
 from __future__ import annotations
@@ -13,18 +13,7 @@ from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 from smn_alert.testing import _table as table
-from smn_alert.testing._wire import CODE_INVALID, Answer, Refusal, Request, json_answer, new_id
-
-__all__ = [
-    "Api",
-    "check_project",
-    "check_sms",
-    "check_topic",
-    "json_object",
-    "match_api",
-    "serve",
-    "sms_results",
-]
+from smn_alert.testing._wire import CODE_INVALID, Answer, Rejection, Request, json_answer, new_id
 
 _SMS_PATH = re.compile(r"/v2/([^/]+)/notifications/sms")
 _TOPIC_PATH = re.compile(r"/v2/([^/]+)/notifications/topics/([^/]+)/publish")
@@ -41,14 +30,14 @@ def serve(
     Args:
         req: The request.
         project_id: The server's project id.
-        authenticate: Raises the gateway's refusal for a request it does not accept; ``None`` accepts all.
+        authenticate: Raises the gateway's rejection for a request it does not accept; ``None`` accepts all.
         refused: Gives the numbers to refuse: ``{endpoint: (code, message)}``.
 
     Returns:
         The 200 answer, and the accepted message as ``ReceivedMessage`` keyword arguments.
 
     Raises:
-        Refusal: The error answer, when SMN or its gateway would refuse the request.
+        Rejection: The error answer, when SMN or its gateway would refuse the request.
     """
     api = match_api(req.method, req.target)
     if authenticate is not None:
@@ -78,7 +67,7 @@ def match_api(method: str, target: str) -> Api:
     path = urlsplit(target).path
     found = _SMS_PATH.fullmatch(path) or _TOPIC_PATH.fullmatch(path)
     if method != "POST" or found is None:
-        raise Refusal(404, "APIG.0101", f"The API does not exist: {method} {path[:120]}")
+        raise Rejection(404, "APIG.0101", f"The API does not exist: {method} {path[:120]}")
     topic_urn = unquote(found.group(2)) if found.re is _TOPIC_PATH else None
     return Api(unquote(found.group(1)), topic_urn)
 
@@ -87,7 +76,7 @@ def check_project(project_id: str, in_path: str, in_header: str | None) -> None:
     """Refuse with 403 SMN.0001 unless the path's and the header's project ids are ``project_id``."""
     for where, value in (("path", in_path), ("X-Project-Id header", in_header)):
         if value is not None and value != project_id:
-            raise Refusal(
+            raise Rejection(
                 403, "SMN.0001", f"Project id {value[:64]!r} in the {where} is not this server's "
                 f"project id {project_id!r}."
             )  # fmt: skip
@@ -98,9 +87,9 @@ def json_object(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
-        raise Refusal(400, CODE_INVALID, "The request body is not valid JSON.") from None
+        raise Rejection(400, CODE_INVALID, "The request body is not valid JSON.") from None
     if not isinstance(data, dict):
-        raise Refusal(400, CODE_INVALID, "The request body must be a JSON object.")
+        raise Rejection(400, CODE_INVALID, "The request body must be a JSON object.")
     return data
 
 
@@ -108,7 +97,7 @@ def _enforce(rules: tuple[table.Rule, ...], data: Mapping[str, Any]) -> None:
     """Refuse ``data`` by the first rule of ``rules`` it breaks."""
     for rule in rules:
         if rule.broken(data):
-            raise Refusal(rule.status, rule.code, rule.message)
+            raise Rejection(rule.status, rule.code, rule.message)
 
 
 def check_sms(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,7 +110,7 @@ def check_sms(data: Mapping[str, Any]) -> dict[str, Any]:
 def check_topic(urn: str, project_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """Validate a topic publish by SMN's rules for topics with SMS subscribers; return its fields."""
     if not table.TOPIC_URN.fullmatch(urn) or urn.split(":")[3] != project_id:
-        raise Refusal(404, "SMN.0006", "Topic not found.")
+        raise Rejection(404, "SMN.0006", "Topic not found.")
     _enforce(table.TOPIC_RULES, data)
     return {"topic_urn": urn, "message": data["message"], "subject": data.get("subject")}
 

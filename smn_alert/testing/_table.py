@@ -14,19 +14,6 @@ from typing import Any, Callable
 
 from smn_alert.testing._wire import CODE_INVALID
 
-__all__ = [
-    "ENDPOINT_RULE",
-    "MAX_ENDPOINTS",
-    "MAX_EXTEND_CODE_BYTES",
-    "MAX_EXTEND_SRC_ID_DIGITS",
-    "MAX_MESSAGE_CHARS",
-    "MAX_SUBJECT_BYTES",
-    "SMS_RULES",
-    "TOPIC_RULES",
-    "TOPIC_URN",
-    "Rule",
-]
-
 #: 手机号码个数不能超过1000
 MAX_ENDPOINTS = 1000
 #: 长度不超过490个字符 (characters, so 490 Chinese characters are fine)

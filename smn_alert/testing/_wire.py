@@ -6,8 +6,6 @@ import json
 import uuid
 from dataclasses import dataclass, replace
 
-__all__ = ["CODE_INVALID", "Answer", "Refusal", "Request", "json_answer", "new_id"]
-
 # The fake's own choice for "a field or the body is ill-formed"; real SMN has a code per field.
 CODE_INVALID = "SMN.0004"
 _JSON = "application/json;charset=UTF-8"
@@ -36,7 +34,7 @@ class Answer:
     code: str | None = None  # the error code answered, for diagnostics
 
 
-class Refusal(Exception):
+class Rejection(Exception):
     """An error answer: SMN's body shape, or the gateway's when ``gateway`` is true."""
 
     def __init__(self, status: int, code: str, message: str, gateway: bool = False) -> None:
