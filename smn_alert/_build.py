@@ -17,19 +17,18 @@ from smn_alert._pager import Pager
 from smn_alert._ratelimit import Budget, CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert._senders import Sender, SmsSender, TopicSender
 from smn_alert._settings import PagerSettings
-from smn_alert._smn import is_mainland_china
+from smn_alert._smn import LONG_WINDOW, is_mainland_china
 from smn_alert._text import billed_segments, compile_redactions
 
-__all__ = ["build_dispatcher", "build_sender"]
-
-#: SMN's second per-number window (200 SMS per number in 12 hours).
-TWELVE_HOURS = 12 * 3600.0
 #: The longest a circuit stays open after repeated auth or permission failures.
 MAX_CIRCUIT_COOLDOWN = 1800.0
 
 
 def build_sender(settings: PagerSettings) -> Sender:
-    """Build the sender for ``settings.mode``: SmsBatchPublish to the numbers, or a topic publish."""
+    """Build the sender for ``settings.mode``: SmsBatchPublish to the numbers, or a topic publish.
+
+    The request fields were checked when ``settings`` were resolved; the sender checks only each page's text.
+    """
     client = SMNClient(**settings.connection)  # type: ignore[arg-type]
     client.prepare()  # import requests now, not on the worker (see SMNClient.prepare)
     if settings.mode == "topic":
@@ -70,7 +69,7 @@ def build_dispatcher(
             context,
             Budget(
                 TokenBucket(settings.budget, settings.budget_period, clock=clock),
-                TokenBucket(settings.budget_12h, TWELVE_HOURS, clock=clock),
+                TokenBucket(settings.budget_12h, LONG_WINDOW, clock=clock),
             ),
             CircuitBreaker(
                 settings.circuit_cooldown, max(MAX_CIRCUIT_COOLDOWN, settings.circuit_cooldown), clock=clock

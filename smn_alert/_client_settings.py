@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -10,20 +9,8 @@ from dataclasses import dataclass, field
 from typing import Union
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from smn_alert._values import to_bool, to_number
 from smn_alert.errors import SMNConfigError
-
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "ENV_AK",
-    "ENV_ENDPOINT_URL",
-    "ENV_PROJECT_ID",
-    "ENV_REGION",
-    "ENV_SECURITY_TOKEN",
-    "ENV_SK",
-    "ConnectionSettings",
-    "Timeout",
-    "endpoint_for_region",
-]
 
 #: The longest timeout accepted (each part): a page that waits longer is better retried, and sockets refuse
 #: absurd values (``settimeout(1e10)`` raises OverflowError mid-incident).
@@ -62,8 +49,8 @@ _AK = re.compile(r"[A-Za-z0-9_\-.]{1,128}")
 # Header values: printable ASCII without spaces, so a pasted newline cannot inject a header
 # (and requests cannot quote the secret back in its own InvalidHeader message).
 _HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
+# Seconds as text: plain decimals only ("1e3", "1_0" and "inf" are typos here, not timeouts).
 _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
-_VERIFY_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 @dataclass(frozen=True)
@@ -257,28 +244,19 @@ def _check_timeout(value: object) -> Timeout:
 
 def _seconds(value: object) -> float | None:
     """Return seconds in (0, ``MAX_TIMEOUT``] from a number or a decimal string, else ``None``."""
-    if isinstance(value, str) and _SECONDS.fullmatch(value.strip()):
-        value = float(value)
-    if (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and 0 < value <= MAX_TIMEOUT
-    ):
-        return float(value)
-    return None
+    if isinstance(value, str) and not _SECONDS.fullmatch(value.strip()):
+        return None
+    seconds = to_number(value)
+    return seconds if seconds is not None and 0 < seconds <= MAX_TIMEOUT else None
 
 
 def _check_verify(value: object) -> bool | str:
     """Return ``value`` as requests' ``verify``: a bool (also from words like "false") or an existing path."""
-    if isinstance(value, bool):
+    word = to_bool(value) if isinstance(value, (bool, str)) else None
+    if word is not None:
+        return word
+    if isinstance(value, str) and value and os.path.exists(value):
         return value
-    if isinstance(value, str):
-        word = _VERIFY_WORDS.get(value.strip().lower())
-        if word is not None:
-            return word
-        if value and os.path.exists(value):
-            return value
     raise SMNConfigError(
         f"verify={value!r:.60}: must be true, false or the path of an existing CA bundle file or directory"
     )

@@ -8,21 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-__all__ = [
-    "DEFAULT_BACKOFF_BASE",
-    "DEFAULT_BACKOFF_CAP",
-    "DEFAULT_MAX_AGE",
-    "DEFAULT_PER_NUMBER_BACKOFF",
-    "DEFAULT_THROTTLE_DELAY",
-    "LAST_TRY_MARGIN",
-    "PER_NUMBER_LIMIT_CODE",
-    "THROTTLE_CODES",
-    "Budget",
-    "CircuitBreaker",
-    "RetryPolicy",
-    "RetryableError",
-    "TokenBucket",
-]
+from smn_alert._smn import PER_NUMBER_LIMIT_CODE, TOO_MANY_REQUESTS_CODES
 
 #: First retry waits up to this many seconds; each further attempt doubles the ceiling.
 DEFAULT_BACKOFF_BASE = 1.0
@@ -36,10 +22,6 @@ DEFAULT_THROTTLE_DELAY: tuple[float, float] = (2.0, 5.0)
 DEFAULT_PER_NUMBER_BACKOFF = 300.0
 #: Seconds before an alert would be too old that its last try goes, when the wait asked for is longer.
 LAST_TRY_MARGIN = 1.0
-#: SMN's code for "this number has had too many SMS this hour / these 12 hours".
-PER_NUMBER_LIMIT_CODE = "SMN.0057"
-#: Codes of SMN and its API gateway that mean "too many requests" (HTTP 429).
-THROTTLE_CODES = frozenset({"APIG.0308", "APIGW.0308", "SMN.00362"})
 
 _HTTP_TOO_MANY_REQUESTS = 429
 # Float refills are not exact: waiting next_available() seconds must really make the tokens available.
@@ -367,6 +349,6 @@ def _positive(number: float) -> bool:
 
 
 def _is_throttled(error: RetryableError) -> bool:
-    if error.code in THROTTLE_CODES:
+    if error.code in TOO_MANY_REQUESTS_CODES:
         return True
     return getattr(error, "status", None) == _HTTP_TOO_MANY_REQUESTS

@@ -12,22 +12,8 @@ from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any, Optional
 
+from smn_alert import _smn
 from smn_alert.errors import SMNAuthError, SMNError, SMNRequestError, SMNServerError, SMNThrottledError
-
-__all__ = [
-    "MAX_ANSWER_BYTES",
-    "MAX_EXCERPT",
-    "MISSING_CODE",
-    "EndpointResult",
-    "SmsBatchResult",
-    "TopicPublishResult",
-    "chunk_results",
-    "decode_body",
-    "error_from_response",
-    "oversized_answer",
-    "parse_answer",
-    "parse_retry_after",
-]
 
 #: Code of the failed result given to a number that SMN's answer did not mention.
 MISSING_CODE = "SMN_ALERT.MISSING"
@@ -40,8 +26,6 @@ MAX_EXCERPT = 200
 #: proxy, a captive portal or a broken server, so it is not read further and counts as a malformed answer.
 MAX_ANSWER_BYTES = 1 << 20
 
-_AUTH_CODES = frozenset({"APIG.0301", "APIGW.0301"})
-_THROTTLE_CODES = frozenset({"APIG.0308", "APIGW.0308", "SMN.00362", "SMN.0057"})
 _HTML_DROP = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -163,7 +147,8 @@ def chunk_results(
             answered[result.endpoint] = result
     # SMN may answer "1867669-6912" as "18676696912": match the numbers left over by their bare digits.
     sent_set = set(sent)
-    loose = {_bare(endpoint): result for endpoint, result in answered.items() if endpoint not in sent_set}
+    left = ((endpoint, result) for endpoint, result in answered.items() if endpoint not in sent_set)
+    loose = {_smn.bare_number(endpoint): result for endpoint, result in left}
     return [_pick(number, answered, loose) for number in sent]
 
 
@@ -213,11 +198,11 @@ def _error_class(status: int, code: str | None) -> type[SMNError]:
     """Pick the error class from the status, refined by SMN's or the gateway's code."""
     if status >= 500 or status == 408:  # 408: the server gave up waiting for us; the same request can pass
         return SMNServerError
-    if status == 401 or code in _AUTH_CODES:
+    if status == 401 or code in _smn.AUTH_CODES:
         return SMNAuthError
-    if status == 429 or code in _THROTTLE_CODES:
+    if status == 429 or code in _smn.THROTTLE_CODES:
         return SMNThrottledError
-    if status == 403 and code != "SMN.0009":
+    if status == 403 and code != _smn.INVALID_MESSAGE_CODE:
         return SMNAuthError  # no permission, arrears, suspended: a person must act
     return SMNRequestError
 
@@ -225,7 +210,7 @@ def _error_class(status: int, code: str | None) -> type[SMNError]:
 def _pick(
     number: str, answered: Mapping[str, EndpointResult], loose: Mapping[str, EndpointResult]
 ) -> EndpointResult:
-    found = answered.get(number) or loose.get(_bare(number))
+    found = answered.get(number) or loose.get(_smn.bare_number(number))
     if found is None:
         return EndpointResult(number, code=MISSING_CODE, message="SMN's answer did not mention this number")
     return found if found.endpoint == number else replace(found, endpoint=number)
@@ -239,10 +224,6 @@ def _entry_result(entry: object) -> EndpointResult | None:
     if message_id is None and code is None and message is None:
         message = "SMN gave neither a message_id nor an error code"
     return EndpointResult(entry["endpoint"], message_id, code, message)
-
-
-def _bare(number: str) -> str:
-    return re.sub(r"[ /\-]", "", number)
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import logging
-import math
 import os
 import re
 import reprlib
@@ -14,36 +12,15 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from smn_alert import _smn
-from smn_alert._smn import mask_number
-from smn_alert._text import compile_user_patterns
+from smn_alert._ratelimit import DEFAULT_MAX_AGE
+from smn_alert._smn import mask_number as mask_number  # noqa: PLC0414 (temporary: see below)
+from smn_alert._text import DEFAULT_MAX_LENGTH, compile_user_patterns
+from smn_alert._values import MAX_DURATION as MAX_DURATION  # noqa: PLC0414 (temporary: see below)
+from smn_alert._values import to_number
 from smn_alert.errors import SMNConfigError
 
-__all__ = [
-    "CONNECTION_SETTINGS",
-    "DEFAULT_BUDGET",
-    "DEFAULT_BUDGET_12H",
-    "DEFAULT_BUDGET_PERIOD",
-    "DEFAULT_CAPACITY",
-    "DEFAULT_CIRCUIT_COOLDOWN",
-    "DEFAULT_MAX_LENGTH",
-    "DEFAULT_MAX_RETRY_AGE",
-    "DEFAULT_SHUTDOWN_TIMEOUT",
-    "DEFAULT_WINDOW",
-    "ENV_ENDPOINTS",
-    "ENV_PREFIX",
-    "ENV_SIGN_ID",
-    "ENV_TOPIC_URN",
-    "MAX_BUDGET",
-    "MAX_CAPACITY",
-    "MAX_DURATION",
-    "MAX_SHUTDOWN_TIMEOUT",
-    "MIN_BUDGET_PERIOD",
-    "PAGER_SETTINGS",
-    "PagerSettings",
-    "check_level",
-    "mask_number",
-    "mask_secret",
-]
+# Temporary: _handler and _pager still import mask_number and MAX_DURATION from here; once they import them
+# from _smn and _values, the two "X as X" re-exports above become plain imports.
 
 #: Environment variable holding the on-call numbers, comma- or semicolon-separated.
 ENV_ENDPOINTS = "SMN_ALERT_ENDPOINTS"
@@ -54,35 +31,32 @@ ENV_SIGN_ID = "SMN_ALERT_SIGN_ID"
 #: Environment variable holding the service prefix put in every SMS.
 ENV_PREFIX = "SMN_ALERT_PREFIX"
 
-#: Longest SMS text, in characters (SMN's limit).
-DEFAULT_MAX_LENGTH = _smn.MAX_MESSAGE_LENGTH
-#: Shortest ``max_length`` allowed: less leaves no room for level, logger and message.
-MIN_MAX_LENGTH = 40
+# Defaults of settings another module uses are that module's (imported above: DEFAULT_MAX_LENGTH is the
+# composer's, DEFAULT_MAX_AGE the retry policy's); those below are used by the settings alone.
+#: Shortest ``max_length`` a user may set: room for level, logger and message. It is above the composer's
+#: own floor (``_compose.MIN_MAX_LENGTH``, 20) by the longest signature (18), which shares the length.
+MIN_MAX_LENGTH_SETTING = 40
 #: Longest service prefix, in characters.
 MAX_PREFIX_LENGTH = 40
 #: SMS per ``budget_period``: a handful per 10 minutes, well under SMN's 60 per number per hour.
 DEFAULT_BUDGET = 5
 #: Seconds over which ``budget`` SMS refill.
 DEFAULT_BUDGET_PERIOD = 600.0
-#: SMS per 12 hours: SMN refuses more than 200 per number in 12 hours (SMN.0057). The bucket starts full
-#: and refills over 12 hours, so any 12 hours can see twice this many, plus the last page at shutdown:
-#: 2 x 99 + 1 = 199.
-DEFAULT_BUDGET_12H = 99
+#: SMS per 12 hours, under SMN's 200 per number (SMN.0057). The bucket starts full and refills over 12
+#: hours, so any 12 hours can see twice this many, plus the last page at shutdown: 2 x 99 + 1 = 199.
+DEFAULT_BUDGET_12H = (_smn.PER_NUMBER_LONG_LIMIT - 1) // 2
+# The same values as _pager.DEFAULT_WINDOW and _dispatcher.DEFAULT_CAPACITY / DEFAULT_SHUTDOWN_TIMEOUT
+# (tests/test_settings.py pins that): they cannot be imported while _pager imports this module.
 #: Seconds during which alerts that follow a first page are folded into one digest.
 DEFAULT_WINDOW = 300.0
 #: Alerts the hand-over buffer holds before texts are dropped (counts are kept).
 DEFAULT_CAPACITY = 10_000
-#: Smallest buffer allowed.
-MIN_CAPACITY = 10
 #: Seconds ``close()`` and interpreter exit wait for pending pages.
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
-#: Seconds an alert may wait for delivery before it is given up (as ``ratelimit.DEFAULT_MAX_AGE``).
-DEFAULT_MAX_RETRY_AGE = 900.0
+#: Smallest buffer allowed.
+MIN_CAPACITY = 10
 #: Seconds sending stops after an error no retry can fix (bad credentials, unknown sign).
 DEFAULT_CIRCUIT_COOLDOWN = 300.0
-#: Longest duration setting (``window``, ``budget_period``, ``max_retry_age``, ``circuit_cooldown``), in
-#: seconds: a longer one is a typo, and would overflow the waits of threads and locks.
-MAX_DURATION = 86_400.0
 #: Shortest ``budget_period``, in seconds: shorter makes the refill rate meaningless.
 MIN_BUDGET_PERIOD = 1.0
 #: Longest ``shutdown_timeout``, in seconds: no process exit should wait longer for a page.
@@ -98,10 +72,6 @@ CONNECTION_SETTINGS = tuple(
 )
 _SECRETS = frozenset({"sk", "security_token", "auth_token"})
 _SMS_ONLY = ("sign_id", "message_include_sign_flag", "signature", "extend_code", "extend_src_id")
-# The signature the caller writes when message_include_sign_flag is true: 【name】, as SMN expects it.
-_SIGNATURE = re.compile(r"【[^【】\[\]\s]{1,16}】")
-_TRUE = frozenset({"true", "1", "yes"})
-_FALSE = frozenset({"false", "0", "no"})
 _SEPARATORS = re.compile(r"[,;]")
 
 _shown = reprlib.Repr()
@@ -164,11 +134,8 @@ def _figure(number: float) -> str:
 
 def _number(name: str, value: object, limits: _Range) -> float:
     """Parse a number or numeric string (never a bool) and check it against ``limits``."""
-    number = math.nan
-    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-        with contextlib.suppress(ValueError, OverflowError):
-            number = float(value)
-    if not (math.isfinite(number) and limits.allows(number)):
+    number = to_number(value)
+    if number is None or not limits.allows(number):
         raise _invalid(name, value, f"must be {limits.rule}")
     return number
 
@@ -178,14 +145,14 @@ _A_DAY = f"{_SECONDS} (a day)"
 # Numeric settings: name -> default and allowed range. Every one has an upper bound: a duration of 1e10
 # seconds overflows the waits of threads and locks, and a count of 1e10 is a typo.
 _NUMBERS: dict[str, _Range] = {
-    "max_length": _Range(DEFAULT_MAX_LENGTH, MIN_MAX_LENGTH, _smn.MAX_MESSAGE_LENGTH, whole=True),
+    "max_length": _Range(DEFAULT_MAX_LENGTH, MIN_MAX_LENGTH_SETTING, _smn.MAX_MESSAGE_LENGTH, whole=True),
     "budget": _Range(DEFAULT_BUDGET, 1, MAX_BUDGET, whole=True),
     "budget_period": _Range(DEFAULT_BUDGET_PERIOD, MIN_BUDGET_PERIOD, MAX_DURATION, unit=_A_DAY),
     "budget_12h": _Range(DEFAULT_BUDGET_12H, 1, MAX_BUDGET, whole=True),
     "window": _Range(DEFAULT_WINDOW, 0, MAX_DURATION, above=True, unit=_A_DAY),
     "capacity": _Range(DEFAULT_CAPACITY, MIN_CAPACITY, MAX_CAPACITY, whole=True),
     "shutdown_timeout": _Range(DEFAULT_SHUTDOWN_TIMEOUT, 0, MAX_SHUTDOWN_TIMEOUT, unit=_SECONDS),
-    "max_retry_age": _Range(DEFAULT_MAX_RETRY_AGE, 0, MAX_DURATION, above=True, unit=_A_DAY),
+    "max_retry_age": _Range(DEFAULT_MAX_AGE, 0, MAX_DURATION, above=True, unit=_A_DAY),
     "circuit_cooldown": _Range(DEFAULT_CIRCUIT_COOLDOWN, 0, MAX_DURATION, above=True, unit=_A_DAY),
 }
 
@@ -222,18 +189,6 @@ def check_level(value: object, name: str = "level") -> int:
     elif isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
         return int(value)
     raise _invalid(name, value, "must be a level name such as 'ERROR' or a whole number such as 40")
-
-
-def _to_bool(name: str, value: object) -> bool:
-    """Parse ``True``/``False``, 1/0 or ``"true"``/``"false"``/``"1"``/``"0"``/``"yes"``/``"no"``."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower() if isinstance(value, (int, str)) else None
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise _invalid(name, value, "must be true or false (or yes/no, 1/0)")
 
 
 def _check_unknown(kwargs: Mapping[str, object]) -> None:
@@ -302,10 +257,7 @@ def _resolve_sms(given: Mapping[str, object], environ: Mapping[str, str]) -> tup
     """Check the SMS-only fields: ``(sign_id, flag, signature, extend_code, extend_src_id)``."""
     if given.get("subject") is not None:
         raise _invalid("subject", given["subject"], "is only used with topic_urn, not with endpoints")
-    flag_value = given.get("message_include_sign_flag")
-    flag = (
-        None if flag_value is None else _smn.normalize_flag(_to_bool("message_include_sign_flag", flag_value))
-    )
+    flag = _smn.normalize_flag(given.get("message_include_sign_flag"))
     # "false" is SMN's default and says nothing, so it may stand beside sign_id.
     flag = flag if flag == "true" else None
     sign_id = given.get("sign_id")
@@ -334,9 +286,7 @@ def _check_signature(value: object, flag: str | None) -> str | None:
             "message_include_sign_flag='true' needs signature='【your approved signature】': "
             "SMN expects it at the head of every message"
         )
-    if not (isinstance(value, str) and _SIGNATURE.fullmatch(value.strip())):
-        raise _invalid("signature", value, "must be your approved signature in 【】, e.g. '【XX商城】'")
-    return value.strip()
+    return _smn.check_signature(value)
 
 
 def _resolve_topic(given: Mapping[str, object]) -> str | None:

@@ -1,36 +1,21 @@
-"""Validation of SMN request fields by the rules of the SmsBatchPublish page (the seed).
+"""SMN's facts in one place: its limits, its error codes, its signature rules, and request field checks.
 
-Shared by the client (before anything is sent) and the handler's configuration (at construction).
-``FakeSMNServer`` judges requests by its own table (``_fake_table``), so a wrong rule here cannot hide in
-both. Each check raises :class:`SMNConfigError`, a ``ValueError``
-whose message names the field and the value.
+Everything smn_alert knows about what SMN accepts and answers is stated here once: the client checks requests
+by it, the answer parsing and the retry policy read its codes, the settings and the senders check their
+fields by it. ``FakeSMNServer`` judges requests by its own table (``smn_alert.testing._table``) and imports
+nothing of this module, so a wrong rule here cannot hide in both. Each check raises
+:class:`SMNConfigError`, a ``ValueError`` whose message names the field and the value.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
+from smn_alert._values import to_bool
 from smn_alert.errors import SMNConfigError
 
-__all__ = [
-    "MAX_ENDPOINTS_PER_REQUEST",
-    "MAX_EXTEND_CODE_BYTES",
-    "MAX_MESSAGE_LENGTH",
-    "MAX_SUBJECT_BYTES",
-    "check_endpoint",
-    "check_endpoints",
-    "check_extend_code",
-    "check_extend_src_id",
-    "check_message",
-    "check_sign",
-    "check_subject",
-    "check_topic_urn",
-    "is_mainland_china",
-    "mask_number",
-    "normalize_flag",
-]
-
+# --- limits --------------------------------------------------------------------------------------------
 #: SmsBatchPublish takes at most this many numbers in one request.
 MAX_ENDPOINTS_PER_REQUEST = 1000
 #: An SMS message is at most this many characters.
@@ -39,9 +24,36 @@ MAX_MESSAGE_LENGTH = 490
 MAX_EXTEND_CODE_BYTES = 32
 #: A topic message's ``subject`` is at most this many bytes (UTF-8).
 MAX_SUBJECT_BYTES = 512
+#: SMS one number may get in an hour; SMN refuses more with :data:`PER_NUMBER_LIMIT_CODE`.
+PER_NUMBER_HOURLY_LIMIT = 60
+#: SMS one number may get in :data:`LONG_WINDOW`; SMN refuses more with :data:`PER_NUMBER_LIMIT_CODE`.
+PER_NUMBER_LONG_LIMIT = 200
+#: SMN's second per-number window, in seconds (200 SMS per number in 12 hours).
+LONG_WINDOW = 12 * 3600.0
+
+# --- error codes ---------------------------------------------------------------------------------------
+#: SMN's code for "this number has had too many SMS this hour / these 12 hours".
+PER_NUMBER_LIMIT_CODE = "SMN.0057"
+#: Codes of SMN and its API gateway that mean "too many requests" (HTTP 429).
+TOO_MANY_REQUESTS_CODES = frozenset({"APIG.0308", "APIGW.0308", "SMN.00362"})
+#: Every code that means "throttled, retry later": too many requests, or one number's limit.
+THROTTLE_CODES = TOO_MANY_REQUESTS_CODES | {PER_NUMBER_LIMIT_CODE}
+#: The gateway's codes for a refused signature or token (whatever the HTTP status).
+AUTH_CODES = frozenset({"APIG.0301", "APIGW.0301"})
+#: SMN's code for an invalid message; it comes with a 403 that is not about permission.
+INVALID_MESSAGE_CODE = "SMN.0009"
+
+# --- signatures and topics -----------------------------------------------------------------------------
+#: Characters a message published to a topic must not hold (SMN refuses it).
+TOPIC_FORBIDDEN = "[]【】"
+# With message_include_sign_flag "true", SMN requires the message to start with its signature in 【】.
+_SIGNATURE_HEAD = re.compile(r"【[^【】]+】")
+# The signature a caller writes in that mode, as the console approves them: 【name】, 1 to 16 characters.
+_SIGNATURE = re.compile(r"【[^【】\[\]\s]{1,16}】")
 
 # Digits with an optional leading "+", and the separators SMN accepts (its own example has "1867669-6912").
 _PHONE = re.compile(r"\+?[0-9][0-9 /\-]{1,31}")
+_SEPARATORS = re.compile(r"[ /\-]")
 _EXTEND_SRC_ID = re.compile(r"[0-9]{1,8}")
 _SIGN_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _TOPIC_URN = re.compile(r"urn:smn:[A-Za-z0-9\-]+:[A-Za-z0-9]+:[A-Za-z0-9][A-Za-z0-9_\-]{0,254}")
@@ -94,14 +106,13 @@ def check_message(value: object, field: str = "message", limit: int = MAX_MESSAG
 
 
 def normalize_flag(value: object, field: str = "message_include_sign_flag") -> str | None:
-    """Turn ``True``/``False``/``"true"``/``"false"`` (any case) into SMN's string form; ``None`` stays."""
+    """Turn a boolean setting (``True``, ``"yes"``, ``"0"``, ...) into SMN's string form; ``None`` stays."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower()
-    raise _fail(field, value, "must be true or false")
+    flag = to_bool(value)
+    if flag is None:
+        raise _fail(field, value, "must be true or false (or yes/no, 1/0)")
+    return "true" if flag else "false"
 
 
 def check_sign(sign_id: object, flag: object) -> tuple[str | None, str | None]:
@@ -162,6 +173,48 @@ def check_topic_urn(value: object, field: str = "topic_urn") -> str:
 def check_subject(value: object, field: str = "subject") -> str | None:
     """Return ``value`` if it is ``None`` or a string of at most 512 bytes in UTF-8."""
     return _check_utf8_size(value, field, MAX_SUBJECT_BYTES)
+
+
+def check_signature(value: object, field: str = "signature") -> str:
+    """Return ``value`` stripped if it is an approved signature's shape: ``【name】``, 1 to 16 inside."""
+    if not (isinstance(value, str) and _SIGNATURE.fullmatch(value.strip())):
+        raise _fail(field, value, "must be your approved signature in 【】, e.g. '【XX商城】'")
+    return value.strip()
+
+
+def sms_options(sign_id: object, flag: object, extend_code: object, extend_src_id: object) -> dict[str, str]:
+    """Check the SmsBatchPublish fields other than ``endpoints`` and ``message``; keep those that are set."""
+    checked_sign, checked_flag = check_sign(sign_id, flag)
+    candidates = {
+        "sign_id": checked_sign,
+        "message_include_sign_flag": checked_flag,
+        "extend_code": check_extend_code(extend_code),
+        "extend_src_id": check_extend_src_id(extend_src_id),
+    }
+    return {name: value for name, value in candidates.items() if value is not None}
+
+
+def check_sms_message(message: object, options: Mapping[str, str]) -> str:
+    """Check an SMS message for the :func:`sms_options` it goes with: with the flag, 【sign】 comes first."""
+    text = check_message(message)
+    if options.get("message_include_sign_flag") == "true" and not _SIGNATURE_HEAD.match(text):
+        raise SMNConfigError(
+            "message must start with its signature in 【】 when message_include_sign_flag is true"
+        )
+    return text
+
+
+def check_topic_message(message: object) -> str:
+    """Check a message published to a topic: as any SMS message, and without ``[]``/``【】``."""
+    text = check_message(message)
+    if any(char in text for char in TOPIC_FORBIDDEN):
+        raise SMNConfigError("message must not contain [ ] 【 】 when published to a topic (SMN refuses it)")
+    return text
+
+
+def bare_number(number: str) -> str:
+    """Return ``number`` without the separators SMN accepts: its answers may drop them."""
+    return _SEPARATORS.sub("", number)
 
 
 def is_mainland_china(number: str) -> bool:

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from smn_alert import SMNHandler
-from smn_alert._build import TWELVE_HOURS
 from smn_alert._settings import PagerSettings
+from smn_alert._smn import LONG_WINDOW
 from smn_alert.testing import FakeClock, FakeSMNServer
 
 from .conftest import NUMBERS, SIGN_ID, RecordingSender, fresh_environment, smn_environment
@@ -26,7 +26,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 GUNICORN_DEFAULT_KEYS = {"version", "disable_existing_loggers", "root", "loggers", "handlers", "formatters"}
 
 #: SMN's limits per number (SMN.0057, shared/docs/smn-api.md): at most this many SMS in any so many seconds.
-SMN_PER_NUMBER_LIMITS = {3600.0: 60, TWELVE_HOURS: 200}
+SMN_PER_NUMBER_LIMITS = {3600.0: 60, LONG_WINDOW: 200}
 #: Keys of a dictConfig handler entry that dictConfig itself takes; the rest go to the handler's class.
 DICTCONFIG_OWN_KEYS = {"class", "formatter", "filters"}
 
@@ -84,7 +84,7 @@ def most_sms(settings: PagerSettings, seconds: float) -> float:
     plus what refills in ``seconds``; a page takes a token from every bucket, so the smallest such bound
     holds; and the last page at shutdown goes out even with the budget spent: one more.
     """
-    buckets = [(settings.budget, settings.budget_period), (settings.budget_12h, TWELVE_HOURS)]
+    buckets = [(settings.budget, settings.budget_period), (settings.budget_12h, LONG_WINDOW)]
     return min(capacity * (1 + seconds / period) for capacity, period in buckets) + 1
 
 
