@@ -1,7 +1,9 @@
 """The small ``Sender`` protocol the dispatcher pages through, and its two SMN implementations.
 
 The dispatcher knows only "send this text, tell me who got it"; how (SmsBatchPublish to numbers, or a
-topic publish) lives here, so the dispatcher is tested with a fake sender and no HTTP.
+topic publish) lives here, so the dispatcher is tested with a fake sender and no HTTP
+(``smn_alert.testing.RecordingSender``). A sender is built from fields ``PagerSettings`` checked, once: each
+page then checks only its text, never the numbers, the sign or the topic again.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional, Protocol
 
+from smn_alert import _smn
+
 if TYPE_CHECKING:  # the client imports requests lazily; we only need its type here
     from smn_alert._client import SMNClient
-
-__all__ = ["Delivery", "Refusal", "Sender", "SmsSender", "TopicSender"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,12 @@ class Sender(Protocol):
 
 
 class SmsSender:
-    """Pages a list of numbers with SmsBatchPublish."""
+    """Pages a list of numbers with SmsBatchPublish.
+
+    The fields must be checked already (as :class:`~smn_alert._settings.PagerSettings` does): numbers
+    distinct and valid, the sign, the flag in SMN's string form, the signature as :func:`_smn.check_signature`
+    returns it.
+    """
 
     def __init__(
         self,
@@ -65,16 +72,18 @@ class SmsSender:
         self.client = client
         self.endpoints = tuple(endpoints)
         self.signature = signature or ""  # with the flag, the caller writes 【sign】 at the head
-        self._options = {
+        options = {
             "sign_id": sign_id,
             "message_include_sign_flag": message_include_sign_flag,
             "extend_code": extend_code,
             "extend_src_id": extend_src_id,
         }
+        self._options = {name: value for name, value in options.items() if value is not None}
 
     def send(self, text: str) -> Delivery:
         """Send ``text`` to every number; numbers SMN refused come back as :class:`Refusal`."""
-        result = self.client.publish_sms(self.endpoints, self.signature + text, **self._options)
+        message = _smn.check_sms_message(self.signature + text, self._options)
+        result = self.client._send_sms(self.endpoints, message, self._options)
         refused = tuple(Refusal(r.endpoint, r.code, r.message) for r in result.refused)
         return Delivery(delivered=tuple(result.delivered), refused=refused)
 
@@ -84,7 +93,7 @@ class SmsSender:
 
 
 class TopicSender:
-    """Publishes to an SMN topic whose subscribers are phone numbers."""
+    """Publishes to an SMN topic whose subscribers are phone numbers (URN and subject checked already)."""
 
     def __init__(self, client: SMNClient, topic_urn: str, *, subject: str | None = None) -> None:
         self.client = client
@@ -93,7 +102,7 @@ class TopicSender:
 
     def send(self, text: str) -> Delivery:
         """Publish ``text`` to the topic; SMN fans it out to the subscribers."""
-        self.client.publish_to_topic(self.topic_urn, text, subject=self.subject)
+        self.client._send_to_topic(self.topic_urn, _smn.check_topic_message(text), self.subject)
         return Delivery(delivered=(self.topic_urn,))
 
     def close(self) -> None:

@@ -27,20 +27,16 @@ import pytest
 import requests
 import responses
 
-from smn_alert import _client as client_module
 from smn_alert import _client_settings as connection
-from smn_alert import _responses as answers
 from smn_alert import _signer as signer
-from smn_alert._client import (
-    DEFAULT_TIMEOUT,
+from smn_alert._client import SMNClient
+from smn_alert._client_settings import DEFAULT_TIMEOUT
+from smn_alert._responses import (
     MAX_ANSWER_BYTES,
     MISSING_CODE,
     EndpointResult,
-    SMNClient,
     SmsBatchResult,
     TopicPublishResult,
-    error_from_response,
-    parse_retry_after,
 )
 from smn_alert.errors import (
     SMNAuthError,
@@ -142,21 +138,6 @@ class TestImport:
         """Importing the client does not pay for email.utils; only a Retry-After date needs it."""
         code = "import smn_alert._client, sys; assert 'email.utils' not in sys.modules"
         subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-
-    def test_answer_names_are_still_importable_from_the_client(self) -> None:
-        """Code importing results and error mapping from smn_alert._client keeps working."""
-        moved = (EndpointResult, SmsBatchResult, TopicPublishResult, error_from_response, parse_retry_after)
-        assert moved == tuple(getattr(answers, thing.__name__) for thing in moved)
-        assert MISSING_CODE == answers.MISSING_CODE
-
-    def test_connection_names_are_still_importable_from_the_client(self) -> None:
-        """ENV_* names, DEFAULT_TIMEOUT, Timeout and endpoint_for_region still come from smn_alert._client."""
-        names = ["DEFAULT_TIMEOUT", "Timeout", "endpoint_for_region"]
-        names += [name for name in connection.__all__ if name.startswith("ENV_")]
-        assert len(names) == 9
-        for name in names:
-            assert name in client_module.__all__
-            assert getattr(client_module, name) is getattr(connection, name)
 
 
 class TestConfiguration:
@@ -937,7 +918,7 @@ class TestSession:
             made.publish_sms(["13800000000"], "x", sign_id=SIGN_ID)
             made.publish_sms(["13800000000"], "x", sign_id=SIGN_ID)
             assert len(made_sessions) == 1
-            monkeypatch.setattr("smn_alert._client.os.getpid", lambda: -1)
+            monkeypatch.setattr("smn_alert._transport.os.getpid", lambda: -1)
             made.publish_sms(["13800000000"], "x", sign_id=SIGN_ID)
         assert len(made_sessions) == 2
 
@@ -957,11 +938,11 @@ class TestSession:
         made = make_client()
         made.publish_sms(["13800000000"], "x", sign_id=SIGN_ID)
         parent_pid = os.getpid()
-        monkeypatch.setattr("smn_alert._client.os.getpid", lambda: parent_pid + 1)
+        monkeypatch.setattr("smn_alert._transport.os.getpid", lambda: parent_pid + 1)
         made.close()
         made.close()
         assert closed == []
-        monkeypatch.setattr("smn_alert._client.os.getpid", lambda: parent_pid)
+        monkeypatch.setattr("smn_alert._transport.os.getpid", lambda: parent_pid)
         made.close()
         assert closed == []  # the reference was dropped, so not even the parent closes it through this client
 

@@ -25,8 +25,8 @@ from typing import Any, Callable, Literal, Optional
 import pytest
 
 from smn_alert import SMNHandler
-from smn_alert._client import MAX_ANSWER_BYTES
 from smn_alert._ratelimit import DEFAULT_BACKOFF_CAP, DEFAULT_PER_NUMBER_BACKOFF
+from smn_alert._responses import MAX_ANSWER_BYTES
 from smn_alert.testing import DEFAULT_SK, FakeClock, FakeSMNServer
 
 from .conftest import NUMBERS
