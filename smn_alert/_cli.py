@@ -19,7 +19,7 @@ from smn_alert._client_settings import (
     ENV_SECURITY_TOKEN,
     ENV_SK,
 )
-from smn_alert._demo import DEMO_NUMBERS, DEMO_SETTINGS, run_demo
+from smn_alert._demo import run_demo
 from smn_alert._settings import (
     ENV_ENDPOINTS,
     ENV_PREFIX,
@@ -31,8 +31,6 @@ from smn_alert._settings import (
 from smn_alert._smn import mask_number
 from smn_alert._text import count_segments, sms_encoding
 from smn_alert.errors import SMNAuthError, SMNConfigError, SMNError
-
-__all__ = ["DEMO_NUMBERS", "DEMO_SETTINGS", "EXIT_FAILED", "EXIT_OK", "EXIT_REFUSED", "build_parser", "main"]
 
 #: Exit status: every number got the page, or the check passed.
 EXIT_OK = 0

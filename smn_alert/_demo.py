@@ -16,8 +16,6 @@ from smn_alert._text import billed_segments, sms_encoding
 if TYPE_CHECKING:
     from smn_alert.testing import FakeSMNServer, ReceivedMessage
 
-__all__ = ["DEMO_NUMBERS", "DEMO_SETTINGS", "run_demo"]
-
 #: The demo's on-call numbers; FakeSMNServer plays SMN, so no real phone is involved.
 DEMO_NUMBERS = ("+8613800000001", "+8613900000002")
 #: Short window and small budget, so the demo shows folding and the budget within minutes of replay.

@@ -21,20 +21,6 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from urllib.parse import quote, unquote, urlsplit
 
-__all__ = [
-    "ALGORITHM",
-    "CONTENT_SHA256_HEADER",
-    "DATE_FORMAT",
-    "UNSIGNED_PAYLOAD",
-    "authorization_header",
-    "canonical_request",
-    "content_headers",
-    "parse_authorization",
-    "sdk_date",
-    "sign",
-    "signature",
-]
-
 #: The only algorithm the gateway accepts for AK/SK signing.
 ALGORITHM = "SDK-HMAC-SHA256"
 #: Format of the ``X-Sdk-Date`` header (UTC).

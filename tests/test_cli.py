@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from smn_alert import _cli as cli
-from smn_alert._cli import DEMO_NUMBERS, EXIT_FAILED, EXIT_OK, EXIT_REFUSED, main
+from smn_alert._cli import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, main
+from smn_alert._demo import DEMO_NUMBERS
 from smn_alert._text import count_segments
 from smn_alert.testing import FakeSMNServer
 
