@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import re
 import threading
 import time
@@ -16,9 +17,10 @@ import requests
 from requests.utils import requote_uri
 
 import smn_alert
+from smn_alert import SMNHandler, SMNServerError
 from smn_alert import _signer as signer
 from smn_alert import _smn as fields
-from smn_alert.testing import FakeClock, FakeSMNServer
+from smn_alert.testing import DEFAULT_RECIPIENTS, FakeClock, FakeSMNServer, RecordingSender
 from smn_alert.testing import _canonical as _fake_canonical
 from smn_alert.testing import _table as _fake_table
 from smn_alert.testing._auth import Authenticator
@@ -851,6 +853,51 @@ class TestLifecycle:
         """smn_alert.testing imports without requests (it uses only the standard library)."""
         code = "import sys, smn_alert.testing; assert 'requests' not in sys.modules"
         assert pytester.run(__import__("sys").executable, "-c", code).ret == 0
+
+
+class TestRecordingSender:
+    def test_a_handler_pages_through_it_without_sockets(self):
+        """SMNHandler(..., sender=RecordingSender()) runs the whole pipeline and records the page's text."""
+        sender = RecordingSender([ALICE])
+        handler = SMNHandler([ALICE], sign_id=SIGN_ID, sender=sender)
+        log = logging.getLogger("app.orders")
+        log.addHandler(handler)
+        try:
+            log.error("charge failed for order %s", "A-1042")
+            assert handler.flush(5.0)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+        [text] = sender.texts
+        assert "charge failed for order A-1042" in text
+        assert handler.stats()["sent"] == 1
+        assert sender.closed
+        assert sender.threads and sender.threads[0] != threading.current_thread().name
+
+    def test_scripted_outcomes_come_first_then_deliveries(self):
+        """An error in outcomes is raised by the next send (nothing recorded); then texts are delivered."""
+        sender = RecordingSender()
+        sender.outcomes.append(SMNServerError("down", status=503))
+        with pytest.raises(SMNServerError, match="down"):
+            sender.send("first")
+        delivery = sender.send("second")
+        assert delivery.delivered == DEFAULT_RECIPIENTS
+        assert sender.texts == ["second"]
+        assert len(sender.threads) == 2
+
+    def test_release_holds_sends_until_set(self):
+        """release.clear() holds sends like a hung SMN; entered says one began; release.set() lets it go."""
+        sender = RecordingSender()
+        sender.release.clear()
+        worker = threading.Thread(target=sender.send, args=("held",))
+        worker.start()
+        try:
+            assert sender.entered.wait(5)
+            assert sender.texts == []
+        finally:
+            sender.release.set()
+            worker.join(5)
+        assert sender.wait_for(1) == ["held"]
 
 
 USER_TESTS = """
