@@ -1,4 +1,5 @@
-"""Shared fixtures: a recording sender (``smn_alert.testing.RecordingSender``), a clean logging state."""
+"""Shared fixtures: a recording sender (``smn_alert.testing.RecordingSender``), a mocked HTTP layer for the
+client (``rsps``), and a clean logging state for every test."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 from collections.abc import Iterator, Sequence
 
 import pytest
+import responses
 
 from smn_alert._client_settings import ENV_AK, ENV_ENDPOINT_URL, ENV_PROJECT_ID, ENV_SK
 from smn_alert._settings import ENV_ENDPOINTS, ENV_SIGN_ID
@@ -41,6 +43,13 @@ def smn_environment(server: FakeSMNServer, numbers: Sequence[str] = NUMBERS[:1])
 @pytest.fixture
 def sender() -> RecordingSender:
     return RecordingSender()
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    """A ``responses`` mock for SMNClient's requests; every registered answer must be asked for."""
+    with responses.RequestsMock() as mock:
+        yield mock
 
 
 @pytest.fixture(autouse=True)
