@@ -10,8 +10,7 @@ import re
 import pytest
 import yaml
 
-from smn_alert._settings import PagerSettings, check_level, mask_number, mask_secret
-from smn_alert._smn import is_mainland_china
+from smn_alert._settings import PagerSettings, check_level, mask_secret
 from smn_alert.errors import SMNConfigError
 
 SIGN_ID = "6be340e91e5241e4b5d85837e6709104"
@@ -323,6 +322,20 @@ class TestNumbers:
         assert (settings.max_retry_age, settings.circuit_cooldown) == (900.0, 300.0)
         assert settings.redact_patterns == ()
 
+    def test_defaults_are_those_of_the_modules_that_use_them(self) -> None:
+        """A default the pipeline also knows is the pipeline's: the settings never say a second one."""
+        from smn_alert import _compose, _dispatcher, _pager, _ratelimit, _settings, _text
+
+        settings = sms()
+        assert settings.max_length == _text.DEFAULT_MAX_LENGTH
+        assert settings.window == _pager.DEFAULT_WINDOW
+        assert settings.capacity == _dispatcher.DEFAULT_CAPACITY
+        assert settings.shutdown_timeout == _dispatcher.DEFAULT_SHUTDOWN_TIMEOUT
+        assert settings.max_retry_age == _ratelimit.DEFAULT_MAX_AGE
+        # The shortest max_length a user may set leaves the composer its own minimum after the longest
+        # signature ("【" + 16 + "】"), which shares the page's length.
+        assert _settings.MIN_MAX_LENGTH_SETTING - 18 >= _compose.MIN_MAX_LENGTH
+
     def test_none_means_default(self) -> None:
         """A setting given as None (null in YAML) falls back to its default."""
         assert sms(budget=None, window=None).budget == 5
@@ -615,49 +628,7 @@ class TestRepr:
         assert "'region': 'cn-north-4'" in text
 
 
-class TestMainland:
-    @pytest.mark.parametrize(
-        ("number", "mainland"),
-        [
-            ("+8613800000000", True),
-            ("008613800000000", True),
-            ("13800000000", True),
-            ("138 0000 0000", True),
-            ("+85261234567", False),
-            ("+14155550100", False),
-            ("1867669-6912", True),  # the seed's example: 18676696912
-        ],
-    )
-    def test_mainland_china_numbers_are_recognised(self, number: str, mainland: bool) -> None:
-        """Mainland numbers (billed as UCS-2 whatever the text) are told apart from the others."""
-        assert is_mainland_china(number) is mainland
-
-
 class TestMasking:
-    @pytest.mark.parametrize(
-        ("number", "masked"),
-        [
-            ("+8613800000000", "+86138****0000"),
-            ("13800000000", "138****0000"),
-            ("1867669-6912", "1867****6912"),
-            ("12345", "****5"),
-            ("123", "****"),
-            ("", "****"),
-        ],
-    )
-    def test_mask_number(self, number: str, masked: str) -> None:
-        """Numbers keep at most the first 6 and last 4 characters; short ones show almost nothing."""
-        assert mask_number(number) == masked
-
-    def test_mask_number_always_hides_at_least_four(self) -> None:
-        """Whatever the length, at least four characters are hidden and at most 6 + 4 shown."""
-        for length in range(40):
-            number = "".join(str(i % 10) for i in range(length))
-            masked = mask_number(number)
-            shown = len(masked) - 4
-            assert masked.count("****") >= 1
-            assert shown <= min(10, max(0, length - 4))
-
     @pytest.mark.parametrize(("value", "masked"), [(None, "<unset>"), ("", "<empty>"), (SK, "****")])
     def test_mask_secret(self, value: str | None, masked: str) -> None:
         """A secret is shown only as set, empty or unset."""
