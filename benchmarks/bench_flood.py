@@ -49,7 +49,7 @@ MEMORY_TARGET_KIB = 20 * 1024
 SIZES = {"full": (3, 8, 25_000, 2.0), "quick": (1, 8, 25_000, 2.0), "smoke": (1, 2, 300, 0.2)}
 
 _LEVEL = r"(?:DEBUG|INFO|WARNING|ERROR|CRITICAL|Level \d+)"
-# How each line of a page counts alerts (smn_alert/digest.py): a kind line "ERROR x1,234 ..." counts
+# How each line of a page counts alerts (smn_alert/_compose.py): a kind line "ERROR x1,234 ..." counts
 # 1,234, one without "x" counts 1; "+N more alerts of K kinds", "N alerts of K kinds" and "N alerts" count N;
 # "N of these held back", "N of these only counted" (buffer full) and "N undelivered" restate alerts
 # counted elsewhere.

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Union
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-from smn_alert._values import to_bool, to_number
+from smn_alert._values import invalid, to_bool, to_number
 from smn_alert.errors import SMNConfigError
 
 #: The longest timeout accepted (each part): a page that waits longer is better retried, and sockets refuse
@@ -149,7 +149,7 @@ def endpoint_for_region(region: str) -> str:
         SMNConfigError: ``region`` does not look like a Huawei Cloud region.
     """
     if not (isinstance(region, str) and _REGION.fullmatch(region)):
-        raise SMNConfigError(f"region={region!r:.40}: must look like cn-north-4 or ap-southeast-1")
+        raise invalid("region", region, "must look like cn-north-4 or ap-southeast-1")
     return f"https://smn.{region}.{_REGION_DOMAINS.get(region, 'myhuaweicloud.com')}"
 
 
@@ -167,9 +167,7 @@ def _check_project_id(value: str | None) -> str:
     if value is None:
         raise SMNConfigError("project_id is required (or set HUAWEICLOUD_SDK_PROJECT_ID)")
     if not (isinstance(value, str) and _PROJECT_ID.fullmatch(value)):
-        raise SMNConfigError(
-            f"project_id={value!r:.70}: must be letters and digits (the id from the console)"
-        )
+        raise invalid("project_id", value, "must be letters and digits (the id from the console)")
     return value
 
 
@@ -236,10 +234,8 @@ def _check_timeout(value: object) -> Timeout:
     seconds = _seconds(value)
     if seconds is not None:
         return seconds
-    raise SMNConfigError(
-        f"timeout={value!r:.40}: must be seconds > 0 and at most {MAX_TIMEOUT:g}, "
-        "or a (connect, read) pair of them"
-    )
+    why = f"must be seconds > 0 and at most {MAX_TIMEOUT:g}, or a (connect, read) pair of them"
+    raise invalid("timeout", value, why)
 
 
 def _seconds(value: object) -> float | None:
@@ -257,6 +253,5 @@ def _check_verify(value: object) -> bool | str:
         return word
     if isinstance(value, str) and value and os.path.exists(value):
         return value
-    raise SMNConfigError(
-        f"verify={value!r:.60}: must be true, false or the path of an existing CA bundle file or directory"
-    )
+    why = "must be true, false or the path of an existing CA bundle file or directory"
+    raise invalid("verify", value, why)

@@ -7,7 +7,6 @@ import difflib
 import logging
 import os
 import re
-import reprlib
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -16,7 +15,7 @@ from smn_alert._ratelimit import DEFAULT_MAX_AGE
 from smn_alert._smn import mask_number as mask_number  # noqa: PLC0414 (temporary: see below)
 from smn_alert._text import DEFAULT_MAX_LENGTH, compile_user_patterns
 from smn_alert._values import MAX_DURATION as MAX_DURATION  # noqa: PLC0414 (temporary: see below)
-from smn_alert._values import to_number
+from smn_alert._values import from_environ, invalid, shown, to_number
 from smn_alert.errors import SMNConfigError
 
 # Temporary: _handler and _pager still import mask_number and MAX_DURATION from here; once they import them
@@ -74,9 +73,6 @@ _SECRETS = frozenset({"sk", "security_token", "auth_token"})
 _SMS_ONLY = ("sign_id", "message_include_sign_flag", "signature", "extend_code", "extend_src_id")
 _SEPARATORS = re.compile(r"[,;]")
 
-_shown = reprlib.Repr()
-_shown.maxstring = _shown.maxother = 40
-
 
 def mask_secret(value: str | None, keep: int = 0) -> str:
     """Mask a credential for diagnostics: say whether it is set, never what it is.
@@ -92,16 +88,6 @@ def mask_secret(value: str | None, keep: int = 0) -> str:
         return "<empty>"
     shown = value[:keep] if keep and len(value) >= 3 * keep else ""
     return shown + "****"
-
-
-def _invalid(name: str, value: object, why: str) -> SMNConfigError:
-    return SMNConfigError(f"{name}={_shown.repr(value)}: {why}")
-
-
-def _env(environ: Mapping[str, str], name: str) -> str | None:
-    """Return an environment variable's stripped value; unset and blank both count as not given."""
-    value = environ.get(name, "").strip()
-    return value or None
 
 
 class _Range(NamedTuple):
@@ -136,7 +122,7 @@ def _number(name: str, value: object, limits: _Range) -> float:
     """Parse a number or numeric string (never a bool) and check it against ``limits``."""
     number = to_number(value)
     if number is None or not limits.allows(number):
-        raise _invalid(name, value, f"must be {limits.rule}")
+        raise invalid(name, value, f"must be {limits.rule}")
     return number
 
 
@@ -188,7 +174,7 @@ def check_level(value: object, name: str = "level") -> int:
             return int(text)
     elif isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
         return int(value)
-    raise _invalid(name, value, "must be a level name such as 'ERROR' or a whole number such as 40")
+    raise invalid(name, value, "must be a level name such as 'ERROR' or a whole number such as 40")
 
 
 def _check_unknown(kwargs: Mapping[str, object]) -> None:
@@ -212,19 +198,19 @@ def _parse_endpoints(name: str, value: object) -> tuple[str, ...]:
     elif isinstance(value, (list, tuple)):
         items = list(value)
     else:
-        raise _invalid(name, value, "must be a list of phone numbers or one comma-separated string")
+        raise invalid(name, value, "must be a list of phone numbers or one comma-separated string")
     items = [item.strip() if isinstance(item, str) else item for item in items]
     items = [item for item in items if item != ""]
     for index, item in enumerate(items):
         if isinstance(item, int) and not isinstance(item, bool):
             # YAML and JSON read +8613800000000 as a number and silently drop the "+".
-            raise _invalid(
+            raise invalid(
                 f"{name}[{index}]",
                 item,
                 "a phone number must be a string: quote it, or a leading '+' or '0' is lost",
             )
     if not items:
-        raise _invalid(name, value, "at least one phone number is needed")
+        raise invalid(name, value, "at least one phone number is needed")
     return tuple(_smn.check_endpoints(items, name))
 
 
@@ -234,12 +220,12 @@ def _resolve_target(
     """Pick SMS numbers or a topic: explicit arguments first, then the environment; exactly one."""
     endpoints, topic_urn = given.get("endpoints"), given.get("topic_urn")
     if endpoints is not None and topic_urn is not None:
-        raise _invalid("topic_urn", topic_urn, "give either endpoints or topic_urn, not both")
+        raise invalid("topic_urn", topic_urn, "give either endpoints or topic_urn, not both")
     if endpoints is not None:
         return _parse_endpoints("endpoints", endpoints), None
     if topic_urn is not None:
         return (), _smn.check_topic_urn(topic_urn)
-    env_endpoints, env_topic = _env(environ, ENV_ENDPOINTS), _env(environ, ENV_TOPIC_URN)
+    env_endpoints, env_topic = from_environ(environ, ENV_ENDPOINTS), from_environ(environ, ENV_TOPIC_URN)
     if env_endpoints is not None and env_topic is not None:
         raise SMNConfigError(
             f"{ENV_ENDPOINTS} and {ENV_TOPIC_URN} are both set: set one, or pass endpoints= or topic_urn="
@@ -256,13 +242,13 @@ def _resolve_target(
 def _resolve_sms(given: Mapping[str, object], environ: Mapping[str, str]) -> tuple[str | None, ...]:
     """Check the SMS-only fields: ``(sign_id, flag, signature, extend_code, extend_src_id)``."""
     if given.get("subject") is not None:
-        raise _invalid("subject", given["subject"], "is only used with topic_urn, not with endpoints")
+        raise invalid("subject", given["subject"], "is only used with topic_urn, not with endpoints")
     flag = _smn.normalize_flag(given.get("message_include_sign_flag"))
     # "false" is SMN's default and says nothing, so it may stand beside sign_id.
     flag = flag if flag == "true" else None
     sign_id = given.get("sign_id")
     if sign_id is None and flag is None:
-        sign_id = _env(environ, ENV_SIGN_ID)
+        sign_id = from_environ(environ, ENV_SIGN_ID)
     if sign_id is None and flag is None:
         raise SMNConfigError(
             "sign_id or message_include_sign_flag='true' is required with endpoints "
@@ -279,7 +265,7 @@ def _check_signature(value: object, flag: str | None) -> str | None:
     """With the flag, the caller writes the signature: require ``【name】``; without it, refuse one."""
     if flag != "true":
         if value is not None:
-            raise _invalid("signature", value, "is only used with message_include_sign_flag='true'")
+            raise invalid("signature", value, "is only used with message_include_sign_flag='true'")
         return None
     if value is None:
         raise SMNConfigError(
@@ -291,7 +277,7 @@ def _check_signature(value: object, flag: str | None) -> str | None:
 
 def _resolve_topic(given: Mapping[str, object]) -> str | None:
     """Refuse SMS-only fields in topic mode; return the checked ``subject``."""
-    misplaced = [f"{name}={_shown.repr(given[name])}" for name in _SMS_ONLY if given.get(name) is not None]
+    misplaced = [f"{name}={shown(given[name])}" for name in _SMS_ONLY if given.get(name) is not None]
     if misplaced:
         raise SMNConfigError(f"{', '.join(misplaced)}: only used with endpoints, not with topic_urn")
     return _smn.check_subject(given.get("subject"))
@@ -302,9 +288,9 @@ def _resolve_prefix(given: Mapping[str, object], environ: Mapping[str, str]) -> 
     if value is None:
         name, value = ENV_PREFIX, environ.get(ENV_PREFIX, "")
     if not isinstance(value, str):
-        raise _invalid(name, value, "must be a string")
+        raise invalid(name, value, "must be a string")
     if len(value.strip()) > MAX_PREFIX_LENGTH:
-        raise _invalid(name, value, f"is {len(value.strip())} characters; at most {MAX_PREFIX_LENGTH}")
+        raise invalid(name, value, f"is {len(value.strip())} characters; at most {MAX_PREFIX_LENGTH}")
     return value.strip()
 
 

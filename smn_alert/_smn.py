@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from smn_alert._values import to_bool
+from smn_alert._values import invalid, shown, to_bool
 from smn_alert.errors import SMNConfigError
 
 # --- limits --------------------------------------------------------------------------------------------
@@ -59,49 +59,39 @@ _SIGN_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _TOPIC_URN = re.compile(r"urn:smn:[A-Za-z0-9\-]+:[A-Za-z0-9]+:[A-Za-z0-9][A-Za-z0-9_\-]{0,254}")
 
 
-def _shown(value: object, limit: int = 40) -> str:
-    """Repr of a bad value for an error message, shortened so a huge value cannot flood a log."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _fail(field: str, value: object, why: str) -> SMNConfigError:
-    return SMNConfigError(f"{field}={_shown(value)}: {why}")
-
-
 def check_endpoint(value: object, field: str = "endpoint") -> str:
     """Return ``value`` if it is a phone number SMN accepts, else raise naming ``field``."""
     if not isinstance(value, str):
-        raise _fail(field, value, "a phone number must be a string")
+        raise invalid(field, value, "a phone number must be a string")
     if not _PHONE.fullmatch(value):
-        raise _fail(field, value, "not a phone number (digits, optional leading '+', '-', '/' or spaces)")
+        raise invalid(field, value, "not a phone number (digits, optional leading '+', '-', '/' or spaces)")
     return value
 
 
 def check_endpoints(values: Iterable[object], field: str = "endpoints") -> list[str]:
     """Validate phone numbers and de-duplicate them by exact string, keeping their order."""
     if isinstance(values, (str, bytes)):
-        raise _fail(field, values, "must be a list of phone numbers, not one string")
+        raise invalid(field, values, "must be a list of phone numbers, not one string")
     seen: dict[str, None] = {}
     for index, value in enumerate(values):
         seen.setdefault(check_endpoint(value, f"{field}[{index}]"), None)
     if not seen:
-        raise _fail(field, [], "at least one phone number is needed")
+        raise invalid(field, [], "at least one phone number is needed")
     return list(seen)
 
 
 def check_message(value: object, field: str = "message", limit: int = MAX_MESSAGE_LENGTH) -> str:
     """Return ``value`` if it is a non-empty string of at most ``limit`` characters, valid as UTF-8."""
     if not isinstance(value, str):
-        raise _fail(field, value, "must be a string")
+        raise invalid(field, value, "must be a string")
     if not value.strip():
-        raise _fail(field, value, "must not be empty")
+        raise invalid(field, value, "must not be empty")
     if len(value) > limit:
         raise SMNConfigError(f"{field} is {len(value)} characters; SMN takes at most {limit}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise _fail(field, value, f"is not valid Unicode text ({exc.reason})") from None
+        raise invalid(field, value, f"is not valid Unicode text ({exc.reason})") from None
     return value
 
 
@@ -111,7 +101,7 @@ def normalize_flag(value: object, field: str = "message_include_sign_flag") -> s
         return None
     flag = to_bool(value)
     if flag is None:
-        raise _fail(field, value, "must be true or false (or yes/no, 1/0)")
+        raise invalid(field, value, "must be true or false (or yes/no, 1/0)")
     return "true" if flag else "false"
 
 
@@ -124,15 +114,15 @@ def check_sign(sign_id: object, flag: object) -> tuple[str | None, str | None]:
     normalized = normalize_flag(flag)
     if sign_id is not None and normalized is not None:
         raise SMNConfigError(
-            f"sign_id={_shown(sign_id)} and message_include_sign_flag={normalized!r}: give only one "
+            f"sign_id={shown(sign_id)} and message_include_sign_flag={normalized!r}: give only one "
             "(sign_id lets SMN add the signature; the flag says the message carries it in 【】)"
         )
     if sign_id is None and normalized is None:
         raise SMNConfigError("sign_id or message_include_sign_flag='true' is required by SmsBatchPublish")
     if normalized == "false":
-        raise _fail("message_include_sign_flag", flag, "'false' needs sign_id; give sign_id instead")
+        raise invalid("message_include_sign_flag", flag, "'false' needs sign_id; give sign_id instead")
     if sign_id is not None and not (isinstance(sign_id, str) and _SIGN_ID.fullmatch(sign_id)):
-        raise _fail("sign_id", sign_id, "must be the signature id from the SMN console (letters, digits)")
+        raise invalid("sign_id", sign_id, "must be the signature id from the SMN console (letters, digits)")
     return (sign_id if isinstance(sign_id, str) else None), normalized
 
 
@@ -141,10 +131,10 @@ def _check_utf8_size(value: object, field: str, limit: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _fail(field, value, "must be a string")
+        raise invalid(field, value, "must be a string")
     size = len(value.encode("utf-8", "surrogatepass"))
     if size > limit:
-        raise _fail(field, value, f"is {size} bytes; at most {limit}")
+        raise invalid(field, value, f"is {size} bytes; at most {limit}")
     return value
 
 
@@ -159,14 +149,14 @@ def check_extend_src_id(value: object, field: str = "extend_src_id") -> str | No
         return None
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if not (isinstance(text, str) and _EXTEND_SRC_ID.fullmatch(text)):
-        raise _fail(field, value, "must be 1 to 8 digits")
+        raise invalid(field, value, "must be 1 to 8 digits")
     return text
 
 
 def check_topic_urn(value: object, field: str = "topic_urn") -> str:
     """Return ``value`` if it looks like ``urn:smn:{region}:{project_id}:{topic_name}``."""
     if not (isinstance(value, str) and _TOPIC_URN.fullmatch(value)):
-        raise _fail(field, value, "must look like urn:smn:{region}:{project_id}:{topic_name}")
+        raise invalid(field, value, "must look like urn:smn:{region}:{project_id}:{topic_name}")
     return value
 
 
@@ -178,7 +168,7 @@ def check_subject(value: object, field: str = "subject") -> str | None:
 def check_signature(value: object, field: str = "signature") -> str:
     """Return ``value`` stripped if it is an approved signature's shape: ``【name】``, 1 to 16 inside."""
     if not (isinstance(value, str) and _SIGNATURE.fullmatch(value.strip())):
-        raise _fail(field, value, "must be your approved signature in 【】, e.g. '【XX商城】'")
+        raise invalid(field, value, "must be your approved signature in 【】, e.g. '【XX商城】'")
     return value.strip()
 
 
