@@ -20,14 +20,8 @@ from smn_alert._client_settings import (
     ENV_SK,
 )
 from smn_alert._demo import run_demo
-from smn_alert._settings import (
-    ENV_ENDPOINTS,
-    ENV_PREFIX,
-    ENV_SIGN_ID,
-    ENV_TOPIC_URN,
-    PagerSettings,
-    mask_secret,
-)
+from smn_alert._request_fields import ENV_ENDPOINTS, ENV_SIGN_ID, ENV_TOPIC_URN
+from smn_alert._settings import ENV_PREFIX, PagerSettings, mask_secret
 from smn_alert._smn import mask_number
 from smn_alert._text import count_segments, sms_encoding
 from smn_alert.errors import SMNAuthError, SMNConfigError, SMNError

@@ -11,7 +11,7 @@ import pytest
 import responses
 
 from smn_alert._client_settings import ENV_AK, ENV_ENDPOINT_URL, ENV_PROJECT_ID, ENV_SK
-from smn_alert._settings import ENV_ENDPOINTS, ENV_SIGN_ID
+from smn_alert._request_fields import ENV_ENDPOINTS, ENV_SIGN_ID
 from smn_alert.testing import DEFAULT_RECIPIENTS, FakeSMNServer, RecordingSender
 
 #: The numbers tests page: those a RecordingSender reports delivered, so the counters agree.
