@@ -15,14 +15,8 @@ from __future__ import annotations
 
 from smn_alert.testing._clock import FakeClock
 from smn_alert.testing._recording import DEFAULT_RECIPIENTS, RecordingSender
-from smn_alert.testing._server import (
-    DEFAULT_AK,
-    DEFAULT_PROJECT_ID,
-    DEFAULT_SK,
-    FakeSMNServer,
-    ReceivedMessage,
-    ReceivedRequest,
-)
+from smn_alert.testing._records import ReceivedMessage, ReceivedRequest
+from smn_alert.testing._server import DEFAULT_AK, DEFAULT_PROJECT_ID, DEFAULT_SK, FakeSMNServer
 
 __all__ = [
     "DEFAULT_AK",
