@@ -76,7 +76,7 @@ class SMNHandler(logging.Handler):
         """Snapshot ``record`` and hand it to the worker; never raises, never changes the record."""
         try:
             if self.accepts(record):
-                self._dispatcher.submit(Alert.from_record(record))
+                self._dispatcher.submit(Alert.from_record(record), record.process)
         except Exception:
             self.handleError(record)
 

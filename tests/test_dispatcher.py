@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import threading
 import time
+import types
+from typing import Callable
 
 import pytest
 
@@ -24,7 +27,12 @@ def alert(message: str = "db timeout", level: int = logging.ERROR) -> Alert:
 
 
 def make_dispatcher(
-    sender: RecordingSender, *, capacity: int = 1000, shutdown_timeout: float = 2.0, budget: int = 50
+    sender: RecordingSender,
+    *,
+    capacity: int = 1000,
+    shutdown_timeout: float = 2.0,
+    budget: int = 50,
+    name: str = "smn_alert",
 ) -> Dispatcher:
     def make_pager() -> Pager:
         return Pager(
@@ -36,7 +44,7 @@ def make_dispatcher(
             rng=random.Random(1),
         )
 
-    return Dispatcher(sender, make_pager, capacity=capacity, shutdown_timeout=shutdown_timeout)
+    return Dispatcher(sender, make_pager, capacity=capacity, shutdown_timeout=shutdown_timeout, name=name)
 
 
 def add_up(stats: dict[str, object]) -> bool:
@@ -270,3 +278,105 @@ class TestOverflow:
         stats = dispatcher.stats()
         assert stats["received"] == 32_000 and stats["pending"] == 0 and add_up(stats)
         dispatcher.close()
+
+
+def submit_interrupted_at(dispatcher: Dispatcher, line: int) -> tuple[bool, bool]:
+    """Submit an alert with a nested submit (as a signal handler that logs) before its ``line``-th line.
+
+    The line counts every line run under ``submit``, at any depth (threading's included): a signal handler
+    or a ``__del__`` runs between two of them. The submit runs on a helper thread, so a deadlock fails the
+    test instead of hanging it. Returns the outer submit's result, and whether the path had that many lines.
+    """
+    outer, nested = alert("outer"), alert("nested")
+    seen = [0]
+    result: list[bool] = []
+
+    def on_line(frame: types.FrameType, event: str, arg: object) -> Callable[..., object]:
+        if event == "line":
+            seen[0] += 1
+            if seen[0] == line + 1:  # the trace function runs untraced: the nested submit is not interrupted
+                dispatcher.submit(nested)
+        return on_line
+
+    def traced() -> None:
+        sys.settrace(on_line)
+        try:
+            result.append(dispatcher.submit(outer))
+        finally:
+            sys.settrace(None)
+
+    thread = threading.Thread(target=traced, daemon=True)
+    thread.start()
+    thread.join(10.0)
+    assert not thread.is_alive(), f"submit deadlocked when re-entered before its line {line + 1}"
+    return result[0], seen[0] > line
+
+
+def threads_named(name: str) -> int:
+    return sum(thread.name == name for thread in threading.enumerate())
+
+
+class TestReentry:
+    """A signal handler or __del__ that logs may re-enter submit() between any two lines: never a deadlock."""
+
+    def test_reentered_while_starting_the_worker(self, sender: RecordingSender) -> None:
+        """Interrupted anywhere in the first alert's worker start: one worker, both alerts paged."""
+        line, reached = 0, True
+        while reached:
+            dispatcher = make_dispatcher(sender, name=f"reentry-{line}")
+            accepted, reached = submit_interrupted_at(dispatcher, line)
+            assert accepted and dispatcher.flush(5.0) and threads_named(f"reentry-{line}") == 1
+            stats = dispatcher.stats()
+            assert stats["received"] == 1 + reached and stats["pending"] == 0 and add_up(stats)
+            dispatcher.close()
+            line += 1
+        assert line > 10
+
+    def test_reentered_while_waking_the_worker(self, sender: RecordingSender) -> None:
+        """Interrupted anywhere while waking a sleeping worker: no deadlock, every alert paged."""
+        dispatcher = make_dispatcher(sender)
+        dispatcher.submit(alert("first"))
+        line, reached, received = 0, True, 1
+        while reached:
+            assert dispatcher.flush(5.0)
+            time.sleep(0.05)  # the worker goes back to sleep until the folding window ends
+            _, reached = submit_interrupted_at(dispatcher, line)
+            received += 1 + reached
+            line += 1
+        assert dispatcher.flush(5.0)
+        stats = dispatcher.stats()
+        assert stats["received"] == received and stats["pending"] == 0 and add_up(stats)
+        dispatcher.close()
+
+    def test_reentered_while_counting_a_full_buffer(self, sender: RecordingSender) -> None:
+        """Interrupted anywhere while counting a dropped alert: no deadlock, every drop counted."""
+        sender.release.clear()
+        dispatcher = make_dispatcher(sender, capacity=10)
+        dispatcher.submit(alert("first"))
+        assert sender.entered.wait(5)
+        for index in range(10):
+            dispatcher.submit(alert(f"filler {index}"))
+        line, reached, dropped = 0, True, 0
+        while reached:
+            accepted, reached = submit_interrupted_at(dispatcher, line)
+            assert not accepted
+            dropped += 1 + reached
+            line += 1
+        sender.release.set()
+        assert dispatcher.flush(5.0)
+        stats = dispatcher.stats()
+        assert stats["dropped"] == dropped and stats["received"] == 11 + dropped and add_up(stats)
+        dispatcher.close()
+
+    def test_reentered_after_close(self, sender: RecordingSender) -> None:
+        """Interrupted anywhere while counting an alert logged after close(): counted, no deadlock."""
+        dispatcher = make_dispatcher(sender)
+        dispatcher.close()
+        line, reached, dropped = 0, True, 0
+        while reached:
+            accepted, reached = submit_interrupted_at(dispatcher, line)
+            assert not accepted
+            dropped += 1 + reached
+            line += 1
+        stats = dispatcher.stats()
+        assert stats["dropped"] == dropped and add_up(stats)

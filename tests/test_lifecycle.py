@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ NUMBERS = ["+8613800000001", "+8613800000002"]
 #: Generous: a subprocess that hangs must fail the test, not the whole run.
 RUN_TIMEOUT = 30.0
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="this platform has no os.fork()")
+needs_itimer = pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="this platform has no setitimer()")
 
 
 def environment(server: FakeSMNServer) -> dict[str, str]:
@@ -195,3 +197,23 @@ class TestFork:
         assert found["parent"]["statuses"] == [0, 0]
         assert "smn_alert-handler" not in found["parent"]["threads"]
         assert found["parent"]["stats"]["received"] == 0
+
+
+@needs_itimer
+class TestSignals:
+    def test_a_signal_handler_that_logs_never_deadlocks(self, smn_server: FakeSMNServer) -> None:
+        """1,000 signals a second, whose handler logs an error, amid the main thread's errors: no deadlock."""
+        storm = 3.0
+        try:
+            done = run(smn_server, "signal_storm.py", str(storm))
+        except subprocess.TimeoutExpired:
+            pytest.fail("the process deadlocked: a signal handler that logs interrupted the hand-over")
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["interrupts"] > 100, report  # the handler did interrupt the main thread, often
+        stats = report["stats"]
+        assert stats["received"] == report["logged"] + report["interrupts"]
+        parts = ("sent", "folded", "suppressed", "dropped", "failed", "pending")
+        assert stats["received"] == sum(stats[part] for part in parts)
+        paged = "\n".join(texts(smn_server))
+        assert "error logged by the main loop" in paged and "error logged by a signal handler" in paged
