@@ -199,6 +199,32 @@ class TestFork:
         assert found["parent"]["stats"]["received"] == 0
 
 
+@needs_fork
+class TestForkFromC:
+    """uWSGI without --lazy-apps forks from C: os.register_at_fork never runs, the pid still changes."""
+
+    def test_the_child_pages_its_own_error(self, smn_server: FakeSMNServer) -> None:
+        """A child forked from C after the parent paged pages its own error, never the parent's, at once."""
+        done = run(smn_server, "c_fork.py", "log")
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["status"] == 0 and report["child_seconds"] < 2.5, report  # shutdown_timeout is 3 s
+        paged = texts(smn_server)
+        child_pages = [page for page in paged if "child error after a fork from C" in page]
+        assert len(child_pages) == 1 and "parent" not in child_pages[0], paged
+        assert sum("parent error folded" in page for page in paged) == 1, paged  # by the parent, at exit
+        assert "not paged" not in done.stderr
+
+    def test_a_quiet_child_exits_at_once(self, smn_server: FakeSMNServer) -> None:
+        """A child forked from C that never logs exits at once, without waiting for the parent's thread."""
+        done = run(smn_server, "c_fork.py", "quiet")
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["status"] == 0 and report["child_seconds"] < 2.5, report
+        assert "not paged" not in done.stderr
+        assert sum("parent error folded" in page for page in texts(smn_server)) == 1
+
+
 @needs_itimer
 class TestSignals:
     def test_a_signal_handler_that_logs_never_deadlocks(self, smn_server: FakeSMNServer) -> None:
