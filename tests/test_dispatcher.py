@@ -189,6 +189,34 @@ class TestClose:
         assert time.monotonic() - started < 1.0 + 0.9
         sender.release.set()
 
+    def test_a_close_after_a_flush_that_ran_out_of_time_does_not_wait_again(
+        self, sender: RecordingSender
+    ) -> None:
+        """One process, one deadline: flush(timeout) ran out with SMN hung, so close() returns at once."""
+        sender.release.clear()
+        dispatcher = make_dispatcher(sender, shutdown_timeout=1.0)
+        dispatcher.submit(alert())
+        assert sender.entered.wait(5)
+        assert dispatcher.flush(0.3) is False
+        started = time.monotonic()
+        dispatcher.close()
+        assert time.monotonic() - started < 0.3
+        assert dispatcher.stats()["pending"] == 1
+        sender.release.set()
+
+    def test_an_alert_after_a_flush_that_ran_out_is_still_waited_for(self, sender: RecordingSender) -> None:
+        """An alert logged after the flush gave up has not been waited for yet: close() gives it its time."""
+        sender.release.clear()
+        dispatcher = make_dispatcher(sender, shutdown_timeout=0.5)
+        dispatcher.submit(alert())
+        assert sender.entered.wait(5)
+        assert dispatcher.flush(0.2) is False
+        dispatcher.submit(alert("new since the flush"))
+        started = time.monotonic()
+        dispatcher.close()
+        assert time.monotonic() - started >= 0.4
+        sender.release.set()
+
     def test_a_failed_thread_start_is_tried_again(
         self, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
@@ -91,6 +91,28 @@ class TestExit:
         assert process.returncode == 0, stderr
         assert took < shutdown_timeout + 1.5, f"exit took {took:.1f} s"
         assert "not paged" in stderr and "Traceback" not in stderr
+
+    @pytest.mark.parametrize("flush_timeout", [None, "2.0"])
+    def test_a_flush_then_exit_wait_one_deadline_not_two(
+        self, smn_server: FakeSMNServer, flush_timeout: Optional[str]
+    ) -> None:
+        """gunicorn's worker_exit flush, then the exit-time close, with SMN hung: one shutdown_timeout."""
+        smn_server.delay(60)
+        shutdown_timeout = 2.0
+        args = [str(shutdown_timeout)] + ([flush_timeout] if flush_timeout else [])
+        process = start(smn_server, "flush_then_exit.py", *args)
+        try:
+            assert process.stdout is not None and process.stdout.readline() == "logged\n"
+            logged = time.monotonic()
+            stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)
+            took = time.monotonic() - logged
+        finally:
+            process.kill()
+            process.wait()
+        assert process.returncode == 0, stderr
+        assert stdout == "flush gave up\n"
+        assert took < shutdown_timeout + 1.0, f"flush and exit took {took:.1f} s"
+        assert "1 alerts were not paged" in stderr and "Traceback" not in stderr
 
     def test_an_error_on_the_last_line_is_paged(self, smn_server: FakeSMNServer) -> None:
         """An error logged as the script's last line, folded behind an earlier page, still goes out."""
