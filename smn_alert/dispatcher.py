@@ -209,12 +209,12 @@ class Dispatcher:
 
     # --- after close: an alert logged by an exit hook that ran after ours ---------------------------
     def _late(self, alert: Alert) -> bool:
-        """Page an alert logged after the exit-time close on this thread if time is left, else count it.
+        """Page an alert logged after the exit-time close, within what is left of its deadline; else count it.
 
         An atexit hook registered before smn_alert was imported runs after smn_alert's own (atexit runs
-        last in, first out). Its alert is paged here, within what is left of the close deadline.
+        last in, first out): what it logs is paged before the hook goes on, as the close would have.
         """
-        if self._at_exit and self._can_page_late():
+        if self._at_exit and self._sender_open and time.monotonic() < self._close_deadline:
             return self._page_late(alert)
         self._overflow.add(alert, late=True)
         if self._at_exit:
@@ -223,18 +223,24 @@ class Dispatcher:
             self._say("closed", "alerts logged after the SMN handler was closed are counted, not paged")
         return False
 
-    def _can_page_late(self) -> bool:
-        worker = self._worker
-        idle = worker is None or not worker.is_alive()  # a worker still sending owns the pager
-        return idle and self._sender_open and time.monotonic() < self._close_deadline
-
     def _page_late(self, alert: Alert) -> bool:
+        """Send ``alert`` from a worker started again, waiting for it until the close deadline.
+
+        Only if no thread can start is it sent on this thread (a hung send could then outlast the deadline).
+        """
         self._buffer.append(alert)
-        if self._paging_late:
-            return True  # re-entered while paging late: the page being sent takes it next
+        worker = self._worker
+        if self._paging_late or (worker is not None and worker.is_alive()):
+            return True  # being paged (re-entered, or another thread's): that worker takes it too
         self._paging_late = True
         try:
-            self._pump_here(self._close_deadline)
+            self._worker = None
+            self._start_worker()
+            worker = self._worker
+            if worker is None:
+                self._pump_here(self._close_deadline)
+            else:
+                worker.join(max(0.0, self._close_deadline - time.monotonic()))
         finally:
             self._paging_late = False
             self._late_pages += 1
@@ -301,7 +307,8 @@ class Dispatcher:
             closing = self._closing
             # Closing sends at once what may go: wake when the circuit or a backoff allows, not at the
             # folding window's end.
-            wakeup = self._pager.blocked_until(now, final=True) if closing else self._pager.next_wakeup(now)
+            final = self._may_overspend()
+            wakeup = self._pager.blocked_until(now, final=final) if closing else self._pager.next_wakeup(now)
         delay = None if wakeup is None else max(0.0, wakeup - now)
         if closing:
             left = max(0.0, self._close_deadline - time.monotonic())
@@ -313,8 +320,7 @@ class Dispatcher:
             now = self._clock()
             self._drain(now)
             closing = self._closing
-            # The last page at shutdown may overspend the budget, and so may the first one after it.
-            override = closing and self._late_pages == 0
+            override = self._may_overspend()
             page = self._pager.take_due(now, force=closing or self._flushers > 0, override_budget=override)
         if page is not None and page.trouble:
             self._say("compose", "%s", page.trouble)
@@ -357,8 +363,12 @@ class Dispatcher:
         if not self._pending() or remaining <= 0:
             return True
         now = self._clock()
-        blocked = self._pager.blocked_until(now, final=True)
+        blocked = self._pager.blocked_until(now, final=self._may_overspend())
         return blocked is not None and blocked - now > remaining
+
+    def _may_overspend(self) -> bool:
+        """Tell whether the next page may overspend the budget: the last at shutdown, and one after it."""
+        return self._closing and self._late_pages == 0  # counted when a late paging ends
 
     def _pending(self) -> int:
         """Alerts taken in and not resolved yet: in the buffer, counted while it was full, in the pager."""

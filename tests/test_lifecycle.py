@@ -129,6 +129,35 @@ class TestExit:
         assert texts(smn_server) == ["CRITICAL app.script: dying in an atexit hook"]
         assert "Traceback" not in done.stderr
 
+    def test_an_error_logged_by_an_earlier_exit_hook_is_paged(self, smn_server: FakeSMNServer) -> None:
+        """An exit hook registered before smn_alert was imported runs after the pager closed: still paged."""
+        done = run(smn_server, "early_atexit_error.py")
+        assert done.returncode == 0, done.stderr
+        assert texts(smn_server) == ["CRITICAL app.script: logged by an early exit hook (0)"]
+        assert "not paged" not in done.stderr and "Traceback" not in done.stderr
+
+    def test_errors_an_earlier_exit_hook_could_not_page_are_said(self, smn_server: FakeSMNServer) -> None:
+        """More errors than the budget from such a hook: what is paged is paged, the rest said on stderr."""
+        done = run(smn_server, "early_atexit_error.py", "40")
+        assert done.returncode == 0, done.stderr
+        paged = texts(smn_server)
+        assert 1 <= len(paged) <= 6, paged  # the budget (5 per 10 minutes), one more overspent at shutdown
+        assert paged[0] == "CRITICAL app.script: logged by an early exit hook (0)"
+        said = [line for line in done.stderr.splitlines() if "logged after shutdown" in line]
+        assert said and said[-1].startswith("smn_alert: ") and said[-1].endswith(" were not paged"), said
+        assert "Traceback" not in done.stderr
+
+    def test_an_earlier_exit_hook_error_with_smn_hung_keeps_to_the_deadline(
+        self, smn_server: FakeSMNServer
+    ) -> None:
+        """With SMN silent, paging that late alert waits no longer than the close deadline, and says so."""
+        smn_server.delay(60)
+        started = time.monotonic()
+        done = run(smn_server, "early_atexit_error.py", "1", "1.5")
+        assert time.monotonic() - started < 1.5 + 2.0  # start-up, then at most the deadline
+        assert done.returncode == 0, done.stderr
+        assert "smn_alert: 1 alert logged after shutdown was not paged" in done.stderr.splitlines()
+
     def test_a_multiprocessing_child_pages_before_os_exit(self, smn_server: FakeSMNServer) -> None:
         """A multiprocessing (fork) child skips atexit by ending with os._exit; its alert is still paged."""
         if not hasattr(os, "fork"):
