@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import sys
 import threading
@@ -14,7 +15,7 @@ import pytest
 
 from smn_alert.alert import Alert
 from smn_alert.digest import PageContext
-from smn_alert.dispatcher import Dispatcher
+from smn_alert.dispatcher import MAX_WAIT, Dispatcher, wait_seconds
 from smn_alert.errors import SMNAuthError, SMNServerError
 from smn_alert.pager import Pager
 from smn_alert.ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
@@ -266,6 +267,61 @@ class TestClose:
         assert time.monotonic() - started < 1.0
         stats = dispatcher.stats()
         assert stats["failed"] == 1 and stats["pending"] == 1 and add_up(stats)
+
+
+#: Timeouts an application may hand flush() and close() by mistake.
+ODD_TIMEOUTS = [math.inf, -math.inf, math.nan, -1.0, 0.0, 1e10, 10**400, 2**64]
+ODD_IDS = ["inf", "-inf", "nan", "-1.0", "0.0", "1e10", "10**400", "2**64"]
+
+
+class TestOddTimeouts:
+    @pytest.mark.parametrize("timeout", ODD_TIMEOUTS, ids=ODD_IDS)
+    def test_flush_and_close_take_any_timeout(self, sender: RecordingSender, timeout: float) -> None:
+        """inf, nan, negative, huge: no OverflowError, no endless wait; a positive one sends the fold."""
+        dispatcher = make_dispatcher(sender)
+        dispatcher.submit(alert())
+        sender.wait_for(1)
+        dispatcher.submit(alert("folded"))
+        started = time.monotonic()
+        flushed = dispatcher.flush(timeout)
+        dispatcher.close(timeout)
+        assert time.monotonic() - started < 3.0
+        if (isinstance(timeout, float) and math.isnan(timeout)) or timeout > 0:  # nan: shutdown_timeout
+            assert flushed and any("folded" in text for text in sender.texts)
+
+    @pytest.mark.parametrize("timeout", [math.nan, -math.inf, -1.0, 0.0], ids=repr)
+    def test_with_smn_hung_no_timeout_blocks(self, sender: RecordingSender, timeout: float) -> None:
+        """With SMN hung, nan waits shutdown_timeout and the others not at all: neither call blocks."""
+        sender.release.clear()
+        dispatcher = make_dispatcher(sender, shutdown_timeout=0.3)
+        dispatcher.submit(alert())
+        assert sender.entered.wait(5)
+        started = time.monotonic()
+        assert dispatcher.flush(timeout) is False
+        dispatcher.close(timeout)
+        assert time.monotonic() - started < 0.3 + 0.3 + 1.0
+        assert dispatcher.stats()["pending"] == 1
+        sender.release.set()
+
+    @pytest.mark.parametrize("shutdown_timeout", [math.inf, 1e10, math.nan])
+    def test_an_odd_shutdown_timeout_is_safe_too(
+        self, sender: RecordingSender, shutdown_timeout: float
+    ) -> None:
+        """A dispatcher built with shutdown_timeout=1e10 (or inf, nan) closes without OverflowError."""
+        dispatcher = make_dispatcher(sender, shutdown_timeout=shutdown_timeout)
+        dispatcher.submit(alert())
+        sender.wait_for(1)
+        dispatcher.submit(alert("folded"))
+        assert dispatcher.flush() is True
+        dispatcher.close()
+        assert any("folded" in text for text in sender.texts) and sender.closed
+
+    def test_wait_seconds_table(self) -> None:
+        """What each odd value means, in one place: None and nan the default, <= 0 none, huge a day."""
+        cases = {None: 5.0, math.nan: 5.0, -1: 0.0, 0: 0.0, 2.5: 2.5, math.inf: MAX_WAIT, 10**400: MAX_WAIT}
+        for given, seconds in cases.items():
+            assert wait_seconds(given, 5.0) == seconds, given
+        assert wait_seconds("soon", 5.0) == 5.0
 
 
 class TestOverflow:
