@@ -8,6 +8,7 @@ import random
 import sys
 import threading
 import time
+import tracemalloc
 import types
 from typing import Callable
 
@@ -341,6 +342,29 @@ class TestOverflow:
         assert any(
             "disk on fire" in t and "x50" in t and "40 of these only counted" in t for t in sender.texts
         )
+        dispatcher.close()
+
+    def test_thousands_of_custom_levels_stay_in_bounded_memory(self, sender: RecordingSender) -> None:
+        """10,000 distinct custom levels meet a full buffer: a bounded few kinds kept, every alert counted."""
+        sender.release.clear()
+        dispatcher = make_dispatcher(sender, capacity=10)
+        dispatcher.submit(alert("first"))
+        assert sender.entered.wait(5)
+        for index in range(10):
+            dispatcher.submit(alert(f"filler {index}"))
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            admitted = sum(dispatcher.submit(alert("custom", level=31 + index)) for index in range(10_000))
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert grown < 500_000, f"{grown:,} bytes kept for 10,000 dropped alerts"  # was 4 MB: one per level
+        assert admitted == 10  # the CRITICAL reserve (levels 50 and up count as critical)
+        sender.release.set()
+        assert dispatcher.flush(10.0)
+        stats = dispatcher.stats()
+        assert stats["received"] == 10_011 and stats["dropped"] == 9_990 and add_up(stats)
         dispatcher.close()
 
     def test_counters_are_exact_under_sixteen_threads(self, sender: RecordingSender) -> None:
