@@ -97,6 +97,9 @@ class SMNHandler(logging.Handler):
     def flush(self, timeout: Optional[float] = None) -> bool:  # type: ignore[override]
         """Wait until pending alerts are sent, at most ``timeout`` seconds (default ``shutdown_timeout``).
 
+        Any value is safe: None or nan wait ``shutdown_timeout``, zero or less does not wait, and ``inf``
+        (or anything above a day) waits at most a day.
+
         Returns:
             True when nothing is left pending.
         """
