@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Callable
 
-__all__ = ["DIAGNOSTIC_INTERVAL", "Diagnostics"]
+__all__ = ["DIAGNOSTIC_INTERVAL", "Diagnostics", "tell_stderr"]
 
 #: Seconds between two diagnostics of the same kind on the ``smn_alert`` logger.
 DIAGNOSTIC_INTERVAL = 60.0
@@ -61,3 +61,14 @@ def _diagnose(level: int, message: str, args: tuple[object, ...], exc: bool) -> 
         return
     exc_info = sys.exc_info() if exc else None
     _log.handle(_log.makeRecord(_log.name, level, __file__, 0, message, args, exc_info))
+
+
+def tell_stderr(line: str) -> None:
+    """Write ``line`` to stderr, for what must be seen even once logging is shut down; never raises."""
+    try:
+        stream = sys.stderr
+        if stream is not None:
+            stream.write(line + "\n")
+            stream.flush()
+    except Exception:  # a closed or broken stderr at exit: nowhere left to say it
+        pass

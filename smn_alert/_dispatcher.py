@@ -1,29 +1,45 @@
 """The hand-over buffer and the background worker that turns alerts into pages.
 
-The application thread only appends to a deque and, when the worker sleeps, sets an event: no lock is taken on
-the common path and nothing there can block. One daemon worker per dispatcher, started on the first alert,
-drains the buffer into a :class:`~smn_alert._pager.Pager`, sends what it says is due through a
-:class:`~smn_alert._senders.Sender`, and sleeps until the next deadline. ``flush`` and ``close`` have
-deadlines, ``close`` is idempotent, and a forked child starts afresh without the parent's pending alerts.
+The application thread only appends to a deque and, when the worker sleeps, puts a token on a
+``queue.SimpleQueue`` (whose ``put`` is safe to re-enter from a signal handler or ``__del__``): no lock
+that is not re-entrant is taken on that path and nothing there can block. One daemon worker per
+dispatcher, started on the first alert, drains the buffer into a :class:`~smn_alert._pager.Pager`, sends
+what it says is due through a :class:`~smn_alert._senders.Sender`, and sleeps until the next deadline.
+``flush`` and ``close`` have deadlines, ``close`` is idempotent, and a forked child starts afresh without
+the parent's pending alerts (after ``os.fork()``, and after a fork from C that skipped Python's hooks).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+import os
+import queue
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Optional, Union
+from typing import Callable, Optional, Union
 
 from smn_alert import _process
 from smn_alert._alert import Alert
-from smn_alert._diagnostics import Diagnostics
+from smn_alert._diagnostics import Diagnostics, tell_stderr
+from smn_alert._overflow import MAX_OVERFLOW_KINDS, Overflow
 from smn_alert._pager import Page, Pager
 from smn_alert._process import is_worker, on_worker_thread
 from smn_alert._senders import Delivery, Sender
 from smn_alert.errors import SMNError, SMNServerError
 
-__all__ = ["DEFAULT_CAPACITY", "DEFAULT_SHUTDOWN_TIMEOUT", "Dispatcher", "is_worker", "on_worker_thread"]
+__all__ = [
+    "DEFAULT_CAPACITY",
+    "DEFAULT_SHUTDOWN_TIMEOUT",
+    "MAX_OVERFLOW_KINDS",
+    "MAX_WAIT",
+    "Dispatcher",
+    "is_worker",
+    "on_worker_thread",
+    "wait_seconds",
+]
 
 #: Alerts the hand-over buffer holds before new ones are only counted.
 DEFAULT_CAPACITY = 10_000
@@ -31,11 +47,29 @@ DEFAULT_CAPACITY = 10_000
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 #: Seconds before starting the worker thread is tried again after it failed (often "can't start new thread").
 THREAD_RETRY = 1.0
-#: Kinds of alerts counted one by one while the buffer is full (one sample's text kept each); more are
-#: counted together as "other kinds", so a flood of distinct messages cannot grow memory.
-MAX_OVERFLOW_KINDS = 100
+#: The longest ``flush()`` or ``close()`` waits, whatever it is handed (``inf`` included): a day.
+MAX_WAIT = 24 * 3600.0
+#: The longest the idle worker sleeps in one go (it then looks again): keeps any timeout in range.
+MAX_SLEEP = 3600.0
 
 _log = logging.getLogger("smn_alert")
+
+
+def wait_seconds(timeout: object, default: float) -> float:
+    """Return how long to wait for ``timeout`` as handed to ``flush()`` or ``close()``: any value is safe.
+
+    None and nan mean ``default``; zero or less means not waiting; anything longer than :data:`MAX_WAIT`
+    (``inf`` and numbers too big for a float included) means ``MAX_WAIT``. Not a number at all: ``default``.
+    """
+    try:
+        seconds = float(default if timeout is None else timeout)  # type: ignore[arg-type]
+    except OverflowError:  # an int beyond float's range
+        seconds = math.inf
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if math.isnan(seconds):
+        seconds = default if not math.isnan(default) else DEFAULT_SHUTDOWN_TIMEOUT
+    return min(max(seconds, 0.0), MAX_WAIT)
 
 
 class Dispatcher:
@@ -46,7 +80,7 @@ class Dispatcher:
         make_pager: Builds the decision state; called again in a forked child so it starts empty.
         capacity: Alerts the buffer holds; past it, ERRORs are counted as dropped. CRITICALs get a reserve
             of a tenth more, so a CRITICAL is never dropped to keep an ERROR.
-        shutdown_timeout: Default deadline for ``flush()`` and ``close()``.
+        shutdown_timeout: Default deadline for ``flush()`` and ``close()`` (see :func:`wait_seconds`).
         clock: Monotonic clock for the pager's decisions.
         name: Name of the worker thread.
     """
@@ -62,30 +96,34 @@ class Dispatcher:
         name: str = "smn_alert",
     ) -> None:
         self._sender, self._make_pager = sender, make_pager
-        self.capacity, self.shutdown_timeout = capacity, shutdown_timeout
+        self.capacity = capacity
+        self.shutdown_timeout = wait_seconds(shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT)
         self._ceiling = capacity + max(10, capacity // 10)
         self._limit = capacity
         self._clock, self._name = clock, name
         self._closed = False
+        self._at_exit = False  # closed by the interpreter's exit: an alert logged later is paged here
+        self._sender_open = True
         self._reset()
         _process.register(self)
 
     def _reset(self) -> None:
         """Fresh buffer, locks and pager: at construction and in a forked child."""
+        self._pid = os.getpid()
         self._buffer: deque[Alert] = deque()
-        self._wake = threading.Event()
+        # The worker sleeps on this queue and a token wakes it. SimpleQueue.put is re-entrant (safe from a
+        # signal handler or __del__); threading.Event.set is not: its lock would deadlock the thread.
+        self._wakeup: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._asleep = False  # the worker sleeps (or is about to) on _wakeup: a new alert puts a token
         # Re-entrant, as the stdlib handlers' locks: a signal handler that logs while this thread holds
-        # one (a flush, the overflow path) must not deadlock the process.
+        # one (a flush, the worker start) must not deadlock the process.
         self._lock = threading.RLock()
         self._settled = threading.Condition(self._lock)
-        self._overflow_lock = threading.RLock()
-        self._overflow = 0  # alerts counted while the buffer was full, by kind below
-        self._after_close = 0  # alerts logged after close(): counted as dropped, never paged
-        # kind -> [first alert, count, beyond the kinds' limit]; past the limit, one entry per level
-        self._overflow_kinds: dict[Any, list[Any]] = {}
+        self._overflow = Overflow()  # alerts counted while the buffer was full, or after close
         self._pager = self._make_pager()
         self._worker: Optional[threading.Thread] = None
         self.worker_ident: Optional[int] = None
+        self._starting = False  # this thread is starting the worker (a re-entered submit must not)
         self._no_thread = False  # the last try to start the worker failed ...
         self._thread_failed_at = 0.0  # ... at this time.monotonic(); tried again a second later
         self._closing = False
@@ -93,61 +131,134 @@ class Dispatcher:
         self._flushers = 0
         # (ended at, deadline, result) of the last flush() without timeout
         self._bare_flush = (0.0, 0.0, True)
+        self._ran_out: Optional[tuple[float, int]] = None  # (when, received then): a flush out of time
+        self._paging_late = False  # paging an alert logged after the exit-time close, on its thread
+        self._late_pages = 0
+        self._left_at_close = 0  # pending when close() ended: said then
+        self._late_told = 0  # alerts logged after shutdown and not paged, said on stderr so far
         self._diagnostics = Diagnostics()  # fresh in a forked child too: its first trouble is said at once
         self._say = self._diagnostics.say  # a short name: the messages are long
 
     # --- application thread -------------------------------------------------------------------------
-    def submit(self, alert: Alert) -> bool:
-        """Hand ``alert`` to the worker without blocking; False when it could only be counted."""
+    def submit(self, alert: Alert, pid: Optional[int] = None) -> bool:
+        """Hand ``alert`` to the worker without blocking; False when it could only be counted.
+
+        Safe to re-enter from a signal handler or a ``__del__`` on the same thread: every lock on the way is
+        re-entrant. ``pid`` is the process the alert was logged in, when the caller knows it (a
+        ``LogRecord``'s ``process``): it spares a ``getpid()`` when looking for a fork from C.
+        """
+        if pid != self._pid:
+            self._check_process()
         buffer = self._buffer
-        if len(buffer) >= self._limit and not self._admit_over_capacity(alert):
-            return False
+        if len(buffer) >= self._limit:
+            return self._over_capacity(alert)
         buffer.append(alert)
-        if self._worker is None:
-            self._start_worker()
-        if not self._wake.is_set():
-            self._wake.set()
+        if self._asleep or self._worker is None:
+            self._nudge()
         return True
 
-    def _admit_over_capacity(self, alert: Alert) -> bool:
-        """Handle a full (or closed) buffer: admit a CRITICAL into the reserve, else count it."""
+    def _nudge(self) -> None:
+        """Start the worker if there is none; wake it if it sleeps."""
+        if self._worker is None:
+            self._start_worker()
+        if self._asleep:
+            self._asleep = False
+            self._wakeup.put(None)
+
+    def _check_process(self) -> None:
+        """Start afresh in a child forked without Python's fork hooks (uWSGI forks from C)."""
+        if os.getpid() != self._pid:
+            _process.forked_without_hooks()
+
+    def _over_capacity(self, alert: Alert) -> bool:
+        """Handle a full (or closed) buffer: admit a CRITICAL into the reserve, else count it as dropped."""
         if self._closed:
-            with self._overflow_lock:
-                self._after_close += 1
-            self._say("closed", "alerts logged after the SMN handler was closed are counted, not paged")
-            return False
+            return self._late(alert)
         if alert.levelno >= logging.CRITICAL and len(self._buffer) < self._ceiling:
+            self._buffer.append(alert)
+            self._nudge()
             return True
-        with self._overflow_lock:
-            self._overflow += 1
-            kinds = self._overflow_kinds
-            key: Any = alert.fingerprint
-            other = key not in kinds and len(kinds) >= MAX_OVERFLOW_KINDS
-            if other:
-                key = ("other", alert.levelno)
-            entry = kinds.get(key)
-            if entry is None:
-                kinds[key] = [alert, 1, other]
-            else:
-                entry[1] += 1
+        self._overflow.add(alert)
         return False
 
     def _start_worker(self) -> None:
         with self._lock:
-            if self._worker is not None:
-                return
-            if self._no_thread and time.monotonic() - self._thread_failed_at < THREAD_RETRY:
-                return
-            worker = threading.Thread(target=self._run, name=self._name, daemon=True)
+            if self._starting:
+                return  # being started by this thread, which a signal handler (or __del__) interrupted
+            self._starting = True  # before looking: a call re-entered from here on returns above
             try:
-                worker.start()
-            except RuntimeError as error:  # late in shutdown, or out of threads: page on callers' threads
-                self._no_thread, self._thread_failed_at = True, time.monotonic()
-                reason = str(error)
+                retry_at = self._thread_failed_at + THREAD_RETRY if self._no_thread else 0.0
+                if self._worker is not None or time.monotonic() < retry_at:
+                    return
+                reason = self._try_start()
+            finally:
+                self._starting = False
+        if reason:
+            self._say("thread", "smn_alert could not start its thread (%s); flush() and close() send", reason)
+
+    def _try_start(self) -> str:
+        """Start the worker thread; return why it could not start, or ``""``."""
+        worker = threading.Thread(target=self._run, name=self._name, daemon=True)
+        try:
+            worker.start()
+        except RuntimeError as error:  # late in shutdown, or out of threads: page on callers' threads
+            self._no_thread, self._thread_failed_at = True, time.monotonic()
+            return str(error)
+        self._worker, self.worker_ident, self._no_thread = worker, worker.ident, False
+        return ""
+
+    # --- after close: an alert logged by an exit hook that ran after ours ---------------------------
+    def _late(self, alert: Alert) -> bool:
+        """Page an alert logged after the exit-time close, within what is left of its deadline; else count it.
+
+        An atexit hook registered before smn_alert was imported runs after smn_alert's own (atexit runs
+        last in, first out): what it logs is paged before the hook goes on, as the close would have.
+        """
+        if self._at_exit and self._sender_open and time.monotonic() < self._close_deadline:
+            return self._page_late(alert)
+        self._overflow.add(alert, late=True)
+        if self._at_exit:
+            self._tell_late(summary=False)
+        else:
+            self._say("closed", "alerts logged after the SMN handler was closed are counted, not paged")
+        return False
+
+    def _page_late(self, alert: Alert) -> bool:
+        """Send ``alert`` from a worker started again, waiting for it until the close deadline.
+
+        Only if no thread can start is it sent on this thread (a hung send could then outlast the deadline).
+        """
+        self._buffer.append(alert)
+        worker = self._worker
+        if self._paging_late or (worker is not None and worker.is_alive()):
+            return True  # being paged (re-entered, or another thread's): that worker takes it too
+        self._paging_late = True
+        try:
+            self._worker = None
+            self._start_worker()
+            worker = self._worker
+            if worker is None:
+                self._pump_here(self._close_deadline)
             else:
-                self._worker, self.worker_ident, self._no_thread = worker, worker.ident, False
-                return
-        self._say("thread", "smn_alert could not start its thread (%s); flush() and close() send", reason)
+                worker.join(max(0.0, self._close_deadline - time.monotonic()))
+        finally:
+            self._paging_late = False
+            self._late_pages += 1
+        self._tell_late(summary=False)
+        return True
+
+    def _tell_late(self, *, summary: bool) -> None:
+        """Say on stderr (logging may be shut down) how many alerts logged after shutdown were not paged.
+
+        The first at once; more only in a summary (``logging.shutdown()`` flushing and closing us), so a
+        loop of errors in an exit hook does not flood stderr.
+        """
+        with self._lock:
+            unpaged = self._overflow.late + max(0, self._pending() - self._left_at_close)
+        if unpaged > self._late_told and (summary or self._late_told == 0):
+            self._late_told = unpaged
+            were = "alert logged after shutdown was" if unpaged == 1 else "alerts logged after shutdown were"
+            tell_stderr(f"smn_alert: {unpaged} {were} not paged")
 
     # --- worker thread ------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -158,13 +269,12 @@ class Dispatcher:
                         return
                 except Exception:  # a bug must not stop paging: say it, breathe, carry on (like sentry's)
                     self._say("bug", "smn_alert's worker hit an unexpected error; it carries on", exc=True)
-                    self._wake.wait(1.0)
+                    self._sleep(1.0)
 
     def _step(self, *, wait: bool = True) -> bool:
         """One pass: wait for work or a deadline, take what is due, send it. False when closing is done."""
         if wait:
-            self._wake.wait(self._sleep_time())
-        self._wake.clear()
+            self._sleep(self._sleep_time())
         if self._closing:
             with self._lock:
                 if self._finished():  # never start a send after the close deadline
@@ -177,6 +287,19 @@ class Dispatcher:
             self._settled.notify_all()
             return not (self._closing and self._finished())
 
+    def _sleep(self, seconds: Optional[float]) -> None:
+        """Sleep until a token comes (new alert, flush, close) or ``seconds`` pass; take every token."""
+        self._asleep = True
+        if not self._buffer:  # after _asleep: an alert appended now puts a token, one before is seen here
+            if seconds is not None and not 0.0 <= seconds <= MAX_SLEEP:
+                seconds = MAX_SLEEP if seconds > MAX_SLEEP else 0.0
+            with contextlib.suppress(queue.Empty):
+                self._wakeup.get(timeout=seconds)
+        self._asleep = False
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._wakeup.get_nowait()
+
     def _sleep_time(self) -> Optional[float]:
         """Return seconds to the pager's next deadline (None: until woken), capped by the close deadline."""
         with self._lock:
@@ -184,7 +307,8 @@ class Dispatcher:
             closing = self._closing
             # Closing sends at once what may go: wake when the circuit or a backoff allows, not at the
             # folding window's end.
-            wakeup = self._pager.blocked_until(now, final=True) if closing else self._pager.next_wakeup(now)
+            final = self._may_overspend()
+            wakeup = self._pager.blocked_until(now, final=final) if closing else self._pager.next_wakeup(now)
         delay = None if wakeup is None else max(0.0, wakeup - now)
         if closing:
             left = max(0.0, self._close_deadline - time.monotonic())
@@ -196,7 +320,8 @@ class Dispatcher:
             now = self._clock()
             self._drain(now)
             closing = self._closing
-            page = self._pager.take_due(now, force=closing or self._flushers > 0, override_budget=closing)
+            override = self._may_overspend()
+            page = self._pager.take_due(now, force=closing or self._flushers > 0, override_budget=override)
         if page is not None and page.trouble:
             self._say("compose", "%s", page.trouble)
         return page
@@ -205,11 +330,9 @@ class Dispatcher:
         buffer, pager = self._buffer, self._pager
         while buffer:
             pager.add(buffer.popleft(), now)
-        if self._overflow:
-            with self._overflow_lock:
-                count, self._overflow = self._overflow, 0
-                kinds, self._overflow_kinds = self._overflow_kinds, {}
-            for sample, dropped, other in kinds.values():
+        if self._overflow.dropped:
+            count, kinds = self._overflow.take()
+            for sample, dropped, other in kinds:
                 pager.add_dropped(sample, dropped, now, other=other)
             self._say("overflow", "%d alerts dropped: the buffer of %d was full", count, self.capacity)
 
@@ -236,13 +359,20 @@ class Dispatcher:
         What is left stays counted as pending: the deadline passed, or an open circuit (or a backoff)
         will not let a page out before it, so waiting would only delay the application's exit.
         """
-        left = bool(self._buffer) or self._pager.pending > 0 or self._overflow > 0
         remaining = self._close_deadline - time.monotonic()
-        if not left or remaining <= 0:
+        if not self._pending() or remaining <= 0:
             return True
         now = self._clock()
-        blocked = self._pager.blocked_until(now, final=True)
+        blocked = self._pager.blocked_until(now, final=self._may_overspend())
         return blocked is not None and blocked - now > remaining
+
+    def _may_overspend(self) -> bool:
+        """Tell whether the next page may overspend the budget: the last at shutdown, and one after it."""
+        return self._closing and self._late_pages == 0  # counted when a late paging ends
+
+    def _pending(self) -> int:
+        """Alerts taken in and not resolved yet: in the buffer, counted while it was full, in the pager."""
+        return len(self._buffer) + self._overflow.dropped + self._pager.pending
 
     def say_trouble(self, key: str, message: str, *args: object) -> None:
         """Report a problem of an adapter (handler, processor) the same rate-limited way as our own."""
@@ -252,32 +382,41 @@ class Dispatcher:
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Send what is pending now, waiting at most ``timeout`` seconds (default ``shutdown_timeout``).
 
-        Returns True when nothing is left pending. Returns early (False) when what is left cannot go out
-        before the deadline: the SMS budget is spent or the circuit is open.
+        Any value is safe (see :func:`wait_seconds`): None or nan wait ``shutdown_timeout``, zero or less
+        does not wait, ``inf`` waits at most :data:`MAX_WAIT`. Returns True when nothing is left pending.
+        Returns early (False) when what is left cannot go out before the deadline: the SMS budget is spent
+        or the circuit is open.
         """
-        deadline = time.monotonic() + (self.shutdown_timeout if timeout is None else timeout)
+        self._check_process()
+        deadline = time.monotonic() + wait_seconds(timeout, self.shutdown_timeout)
         if self._closed:  # logging.shutdown() flushes after our atexit closed us: share that deadline
             deadline = min(deadline, self._close_deadline)
-        if self._buffer and self._worker is None:
-            self._start_worker()
-        if self._no_thread:
-            self._pump_here(deadline)
-            result = self.stats()["pending"] == 0
-        else:
-            with self._lock:
-                self._flushers += 1
-                try:
-                    result = self._wait_until_empty(deadline)
-                finally:
-                    self._flushers -= 1
+            if self._at_exit:
+                self._tell_late(summary=True)
+        result = self._flush_until(deadline)
+        if not result and time.monotonic() >= deadline:  # ran out of time: close will not wait again
+            self._ran_out = (time.monotonic(), self._received())
         if timeout is None:
             self._bare_flush = (time.monotonic(), deadline, result)
         return result
 
+    def _flush_until(self, deadline: float) -> bool:
+        if self._buffer and self._worker is None:
+            self._start_worker()
+        if self._no_thread:
+            self._pump_here(deadline)
+            return self.stats()["pending"] == 0
+        with self._lock:
+            self._flushers += 1
+            try:
+                return self._wait_until_empty(deadline)
+            finally:
+                self._flushers -= 1
+
     def _wait_until_empty(self, deadline: float) -> bool:
         while True:
-            self._wake.set()  # even when we give up early, the worker looks once (and notes a hold)
-            if not self._buffer and not self._overflow and self._pager.pending == 0:
+            self._wakeup.put(None)  # even when we give up early, the worker looks once (and notes a hold)
+            if not self._pending():
                 return True
             remaining = deadline - time.monotonic()
             now = self._clock()
@@ -288,44 +427,75 @@ class Dispatcher:
             self._settled.wait(min(remaining, 0.1))
 
     def close(self, timeout: Optional[float] = None) -> None:
-        """Send what is pending within ``timeout`` (default ``shutdown_timeout``), then stop; idempotent."""
+        """Send what is pending within ``timeout`` (default: see :meth:`_close_time`), then stop; idempotent.
+
+        Any ``timeout`` is safe, as for :meth:`flush`.
+        """
         if self._closed:
+            self._after_closed()
             return
-        self.begin_close(self._close_time() if timeout is None else timeout)
+        self.begin_close(timeout)
         self.finish_close()
 
     def _close_time(self) -> float:
-        """Seconds for a bare ``close()``: what is left of a bare ``flush()`` that just gave up, if any.
+        """Seconds for a bare ``close()``: ``shutdown_timeout``, or less if a flush just spent it.
 
-        ``logging.shutdown()`` (and ``dictConfig`` replacing handlers) calls ``flush()`` then ``close()``;
-        together they keep to one ``shutdown_timeout``, not two.
+        One process, one deadline. A flush that ran out of time (in gunicorn's ``worker_exit``, Celery's
+        ``worker_process_shutdown``) leaves nothing for the close that follows to wait for again, unless
+        alerts came since. ``logging.shutdown()`` calls ``flush()`` then ``close()``: a bare flush that gave
+        up early (budget, circuit) leaves the close what is left of its deadline.
         """
+        now = time.monotonic()
+        if self._ran_out is not None:
+            ended, received = self._ran_out
+            if now - ended < max(1.0, self.shutdown_timeout) and received == self._received():
+                return 0.0
         ended, deadline, result = self._bare_flush
-        if not result and time.monotonic() - ended < 1.0:
-            return max(0.5, deadline - time.monotonic())
+        if not result and now - ended < 1.0:
+            return max(0.5, deadline - now)
         return self.shutdown_timeout
 
-    def begin_close(self, timeout: Optional[float] = None) -> None:
-        """Tell the worker to send everything now and stop (half of ``close``, for closing many at once)."""
+    def begin_close(self, timeout: Optional[float] = None, *, at_exit: bool = False) -> None:
+        """Tell the worker to send everything now and stop (half of ``close``, for closing many at once).
+
+        ``at_exit``: the interpreter is exiting; an alert logged after this (by an exit hook that runs
+        after ours) is paged on its own thread within what is left of the deadline.
+        """
+        self._check_process()
+        seconds = self._close_time() if timeout is None else wait_seconds(timeout, self.shutdown_timeout)
         with self._lock:
             self._closed = True
             self._closing = True
+            self._at_exit = at_exit
             self._limit = 0  # every later submit takes the slow path, which counts it
             self._pager.expedite()
-            self._close_deadline = time.monotonic() + (self.shutdown_timeout if timeout is None else timeout)
-        self._wake.set()
+            self._close_deadline = time.monotonic() + seconds
+        self._wakeup.put(None)
 
     def finish_close(self) -> None:
         """Wait for the worker until the deadline; without a worker, page on the calling thread."""
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
             worker.join(max(0.0, self._close_deadline - time.monotonic()))
-        elif worker is None and (self._buffer or self._overflow):
+        elif worker is None and (self._buffer or self._overflow.dropped):
             self._pump_here(self._close_deadline)
-        left = self.stats()["pending"]
+        with self._lock:
+            left = self._left_at_close = self._pending()
         if left:
             _log.warning("smn_alert: %d alerts were not paged before shutdown", left)
-        self._sender.close()
+        if not self._at_exit:  # at exit, kept for an alert an exit hook logs after us (see _late)
+            self._close_sender()
+
+    def _after_closed(self) -> None:
+        """Close the sender kept open at exit, and tell what was not paged (``logging.shutdown()``)."""
+        if self._at_exit:
+            self._tell_late(summary=True)
+        self._close_sender()
+
+    def _close_sender(self) -> None:
+        if self._sender_open:
+            self._sender_open = False
+            self._sender.close()
 
     def _pump_here(self, deadline: float) -> None:
         """Page on the calling thread (no worker could start) until nothing is due, or the deadline."""
@@ -344,15 +514,17 @@ class Dispatcher:
     # --- observation --------------------------------------------------------------------------------
     def stats(self) -> dict[str, object]:
         """Counters that add up: received = sent + folded + suppressed + dropped + failed + pending."""
+        self._check_process()
         with self._lock:
             counters = self._pager.counters
-            queued = len(self._buffer) + self._overflow
+            queued = len(self._buffer) + self._overflow.dropped
+            late = self._overflow.late
             result: dict[str, object] = {
-                "received": counters.received + queued + self._after_close,
+                "received": counters.received + queued + late,
                 "sent": counters.sent,
                 "folded": counters.folded,
                 "suppressed": counters.suppressed,
-                "dropped": counters.dropped + self._after_close,
+                "dropped": counters.dropped + late,
                 "failed": counters.failed,
                 "pending": self._pager.pending + queued,
                 "pages": counters.pages,
@@ -364,6 +536,11 @@ class Dispatcher:
             }
         return result
 
+    def _received(self) -> int:
+        with self._lock:
+            late = self._overflow.late
+            return self._pager.counters.received + len(self._buffer) + self._overflow.dropped + late
+
     @property
     def closed(self) -> bool:
         """Tell whether closing has begun: later alerts are counted as dropped, never paged."""
@@ -371,4 +548,6 @@ class Dispatcher:
 
     def after_fork_in_child(self) -> None:
         """Start afresh in a forked child, without the parent's pending alerts, worker or locks."""
+        if self._pid == os.getpid():
+            return  # made in this very process (a child forked from C made it before noticing the fork)
         self._reset()  # even a closed one: its locks may have been held by a thread that is gone

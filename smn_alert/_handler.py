@@ -76,7 +76,7 @@ class SMNHandler(logging.Handler):
         """Snapshot ``record`` and hand it to the worker; never raises, never changes the record."""
         try:
             if self.accepts(record):
-                self._dispatcher.submit(Alert.from_record(record))
+                self._dispatcher.submit(Alert.from_record(record), record.process)
         except Exception:
             self.handleError(record)
 
@@ -96,6 +96,9 @@ class SMNHandler(logging.Handler):
 
     def flush(self, timeout: Optional[float] = None) -> bool:  # type: ignore[override]
         """Wait until pending alerts are sent, at most ``timeout`` seconds (default ``shutdown_timeout``).
+
+        Any value is safe: None or nan wait ``shutdown_timeout``, zero or less does not wait, and ``inf``
+        (or anything above a day) waits at most a day.
 
         Returns:
             True when nothing is left pending.

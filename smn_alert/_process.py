@@ -1,4 +1,8 @@
-"""What the process does to live dispatchers (fork, multiprocessing, exit); which threads are workers."""
+"""What the process does to live dispatchers (fork, multiprocessing, exit); which threads are workers.
+
+A fork from C (uWSGI without ``--lazy-apps``) skips ``os.register_at_fork``: dispatchers notice the changed
+pid themselves and call :func:`forked_without_hooks`, which starts afresh as the fork hook would have.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,14 @@ import weakref
 from collections.abc import Iterator
 from typing import Optional, Protocol
 
-__all__ = ["LiveDispatcher", "is_worker", "on_worker_thread", "register", "worker_thread"]
+__all__ = [
+    "LiveDispatcher",
+    "forked_without_hooks",
+    "is_worker",
+    "on_worker_thread",
+    "register",
+    "worker_thread",
+]
 
 
 class LiveDispatcher(Protocol):
@@ -21,7 +32,7 @@ class LiveDispatcher(Protocol):
     def closed(self) -> bool:
         """Tell whether closing has begun."""
 
-    def begin_close(self, timeout: Optional[float] = None) -> None:
+    def begin_close(self, timeout: Optional[float] = None, *, at_exit: bool = False) -> None:
         """Tell the worker to send everything now and stop."""
 
     def finish_close(self) -> None:
@@ -34,6 +45,9 @@ class LiveDispatcher(Protocol):
 _live: weakref.WeakSet[LiveDispatcher] = weakref.WeakSet()
 # Idents of every dispatcher's worker thread: what they log never pages, through any handler or processor.
 _worker_threads: set[int] = set()
+# The process the live dispatchers were made or last reset in: another pid means a fork that skipped
+# Python's fork hooks. A dict, so that claiming the reset is one atomic step (setdefault).
+_current: dict[int, object] = {os.getpid(): True}
 
 
 def register(dispatcher: LiveDispatcher) -> None:
@@ -66,9 +80,27 @@ def is_worker(ident: Optional[int]) -> bool:
 
 
 def _reset_after_fork() -> None:
+    pid = os.getpid()
+    _current[pid] = True
+    for other in [known for known in _current if known != pid]:
+        _current.pop(other, None)
     _worker_threads.clear()
     for dispatcher in list(_live):
         dispatcher.after_fork_in_child()
+
+
+def forked_without_hooks() -> None:
+    """Start every dispatcher afresh if this process was forked without Python's fork hooks.
+
+    uWSGI (without ``--lazy-apps``) forks its workers from C: ``os.register_at_fork`` never runs, and the
+    child would believe the parent's worker thread alive. The first thread to notice resets them all.
+    """
+    pid = os.getpid()
+    if pid in _current:
+        return
+    claim = object()
+    if _current.setdefault(pid, claim) is claim:
+        _reset_after_fork()
 
 
 class _Anchor:
@@ -105,9 +137,10 @@ def _finalize_in_multiprocessing_child(_: object) -> None:
 
 def _close_all() -> None:
     """At interpreter exit: close every dispatcher still open, all against one shared deadline."""
+    forked_without_hooks()  # a child forked from C that never logged: not the parent's worker to wait for
     open_ones = [d for d in list(_live) if not d.closed]
     for dispatcher in open_ones:
-        dispatcher.begin_close()
+        dispatcher.begin_close(at_exit=True)
     for dispatcher in open_ones:
         dispatcher.finish_close()
 

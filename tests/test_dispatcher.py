@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
+import sys
 import threading
 import time
+import tracemalloc
+import types
+from typing import Callable
 
 import pytest
 
 from smn_alert._alert import Alert
 from smn_alert._compose import PageContext
-from smn_alert._dispatcher import Dispatcher
+from smn_alert._dispatcher import MAX_WAIT, Dispatcher, wait_seconds
 from smn_alert._pager import Pager
 from smn_alert._ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert.errors import SMNAuthError, SMNServerError
@@ -24,7 +29,12 @@ def alert(message: str = "db timeout", level: int = logging.ERROR) -> Alert:
 
 
 def make_dispatcher(
-    sender: RecordingSender, *, capacity: int = 1000, shutdown_timeout: float = 2.0, budget: int = 50
+    sender: RecordingSender,
+    *,
+    capacity: int = 1000,
+    shutdown_timeout: float = 2.0,
+    budget: int = 50,
+    name: str = "smn_alert",
 ) -> Dispatcher:
     def make_pager() -> Pager:
         return Pager(
@@ -36,7 +46,7 @@ def make_dispatcher(
             rng=random.Random(1),
         )
 
-    return Dispatcher(sender, make_pager, capacity=capacity, shutdown_timeout=shutdown_timeout)
+    return Dispatcher(sender, make_pager, capacity=capacity, shutdown_timeout=shutdown_timeout, name=name)
 
 
 def add_up(stats: dict[str, object]) -> bool:
@@ -181,6 +191,34 @@ class TestClose:
         assert time.monotonic() - started < 1.0 + 0.9
         sender.release.set()
 
+    def test_a_close_after_a_flush_that_ran_out_of_time_does_not_wait_again(
+        self, sender: RecordingSender
+    ) -> None:
+        """One process, one deadline: flush(timeout) ran out with SMN hung, so close() returns at once."""
+        sender.release.clear()
+        dispatcher = make_dispatcher(sender, shutdown_timeout=1.0)
+        dispatcher.submit(alert())
+        assert sender.entered.wait(5)
+        assert dispatcher.flush(0.3) is False
+        started = time.monotonic()
+        dispatcher.close()
+        assert time.monotonic() - started < 0.3
+        assert dispatcher.stats()["pending"] == 1
+        sender.release.set()
+
+    def test_an_alert_after_a_flush_that_ran_out_is_still_waited_for(self, sender: RecordingSender) -> None:
+        """An alert logged after the flush gave up has not been waited for yet: close() gives it its time."""
+        sender.release.clear()
+        dispatcher = make_dispatcher(sender, shutdown_timeout=0.5)
+        dispatcher.submit(alert())
+        assert sender.entered.wait(5)
+        assert dispatcher.flush(0.2) is False
+        dispatcher.submit(alert("new since the flush"))
+        started = time.monotonic()
+        dispatcher.close()
+        assert time.monotonic() - started >= 0.4
+        sender.release.set()
+
     def test_a_failed_thread_start_is_tried_again(
         self, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -232,6 +270,61 @@ class TestClose:
         assert stats["failed"] == 1 and stats["pending"] == 1 and add_up(stats)
 
 
+#: Timeouts an application may hand flush() and close() by mistake.
+ODD_TIMEOUTS = [math.inf, -math.inf, math.nan, -1.0, 0.0, 1e10, 10**400, 2**64]
+ODD_IDS = ["inf", "-inf", "nan", "-1.0", "0.0", "1e10", "10**400", "2**64"]
+
+
+class TestOddTimeouts:
+    @pytest.mark.parametrize("timeout", ODD_TIMEOUTS, ids=ODD_IDS)
+    def test_flush_and_close_take_any_timeout(self, sender: RecordingSender, timeout: float) -> None:
+        """inf, nan, negative, huge: no OverflowError, no endless wait; a positive one sends the fold."""
+        dispatcher = make_dispatcher(sender)
+        dispatcher.submit(alert())
+        sender.wait_for(1)
+        dispatcher.submit(alert("folded"))
+        started = time.monotonic()
+        flushed = dispatcher.flush(timeout)
+        dispatcher.close(timeout)
+        assert time.monotonic() - started < 3.0
+        if (isinstance(timeout, float) and math.isnan(timeout)) or timeout > 0:  # nan: shutdown_timeout
+            assert flushed and any("folded" in text for text in sender.texts)
+
+    @pytest.mark.parametrize("timeout", [math.nan, -math.inf, -1.0, 0.0], ids=repr)
+    def test_with_smn_hung_no_timeout_blocks(self, sender: RecordingSender, timeout: float) -> None:
+        """With SMN hung, nan waits shutdown_timeout and the others not at all: neither call blocks."""
+        sender.release.clear()
+        dispatcher = make_dispatcher(sender, shutdown_timeout=0.3)
+        dispatcher.submit(alert())
+        assert sender.entered.wait(5)
+        started = time.monotonic()
+        assert dispatcher.flush(timeout) is False
+        dispatcher.close(timeout)
+        assert time.monotonic() - started < 0.3 + 0.3 + 1.0
+        assert dispatcher.stats()["pending"] == 1
+        sender.release.set()
+
+    @pytest.mark.parametrize("shutdown_timeout", [math.inf, 1e10, math.nan])
+    def test_an_odd_shutdown_timeout_is_safe_too(
+        self, sender: RecordingSender, shutdown_timeout: float
+    ) -> None:
+        """A dispatcher built with shutdown_timeout=1e10 (or inf, nan) closes without OverflowError."""
+        dispatcher = make_dispatcher(sender, shutdown_timeout=shutdown_timeout)
+        dispatcher.submit(alert())
+        sender.wait_for(1)
+        dispatcher.submit(alert("folded"))
+        assert dispatcher.flush() is True
+        dispatcher.close()
+        assert any("folded" in text for text in sender.texts) and sender.closed
+
+    def test_wait_seconds_table(self) -> None:
+        """What each odd value means, in one place: None and nan the default, <= 0 none, huge a day."""
+        cases = {None: 5.0, math.nan: 5.0, -1: 0.0, 0: 0.0, 2.5: 2.5, math.inf: MAX_WAIT, 10**400: MAX_WAIT}
+        for given, seconds in cases.items():
+            assert wait_seconds(given, 5.0) == seconds, given
+        assert wait_seconds("soon", 5.0) == 5.0
+
+
 class TestOverflow:
     def test_full_buffer_counts_drops_and_keeps_criticals(self, sender: RecordingSender) -> None:
         """A full buffer drops ERROR text but counts it; a CRITICAL still gets in; the next SMS says so."""
@@ -249,6 +342,29 @@ class TestOverflow:
         assert any(
             "disk on fire" in t and "x50" in t and "40 of these only counted" in t for t in sender.texts
         )
+        dispatcher.close()
+
+    def test_thousands_of_custom_levels_stay_in_bounded_memory(self, sender: RecordingSender) -> None:
+        """10,000 distinct custom levels meet a full buffer: a bounded few kinds kept, every alert counted."""
+        sender.release.clear()
+        dispatcher = make_dispatcher(sender, capacity=10)
+        dispatcher.submit(alert("first"))
+        assert sender.entered.wait(5)
+        for index in range(10):
+            dispatcher.submit(alert(f"filler {index}"))
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            admitted = sum(dispatcher.submit(alert("custom", level=31 + index)) for index in range(10_000))
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert grown < 500_000, f"{grown:,} bytes kept for 10,000 dropped alerts"  # was 4 MB: one per level
+        assert admitted == 10  # the CRITICAL reserve (levels 50 and up count as critical)
+        sender.release.set()
+        assert dispatcher.flush(10.0)
+        stats = dispatcher.stats()
+        assert stats["received"] == 10_011 and stats["dropped"] == 9_990 and add_up(stats)
         dispatcher.close()
 
     def test_counters_are_exact_under_sixteen_threads(self, sender: RecordingSender) -> None:
@@ -270,3 +386,105 @@ class TestOverflow:
         stats = dispatcher.stats()
         assert stats["received"] == 32_000 and stats["pending"] == 0 and add_up(stats)
         dispatcher.close()
+
+
+def submit_interrupted_at(dispatcher: Dispatcher, line: int) -> tuple[bool, bool]:
+    """Submit an alert with a nested submit (as a signal handler that logs) before its ``line``-th line.
+
+    The line counts every line run under ``submit``, at any depth (threading's included): a signal handler
+    or a ``__del__`` runs between two of them. The submit runs on a helper thread, so a deadlock fails the
+    test instead of hanging it. Returns the outer submit's result, and whether the path had that many lines.
+    """
+    outer, nested = alert("outer"), alert("nested")
+    seen = [0]
+    result: list[bool] = []
+
+    def on_line(frame: types.FrameType, event: str, arg: object) -> Callable[..., object]:
+        if event == "line":
+            seen[0] += 1
+            if seen[0] == line + 1:  # the trace function runs untraced: the nested submit is not interrupted
+                dispatcher.submit(nested)
+        return on_line
+
+    def traced() -> None:
+        sys.settrace(on_line)
+        try:
+            result.append(dispatcher.submit(outer))
+        finally:
+            sys.settrace(None)
+
+    thread = threading.Thread(target=traced, daemon=True)
+    thread.start()
+    thread.join(10.0)
+    assert not thread.is_alive(), f"submit deadlocked when re-entered before its line {line + 1}"
+    return result[0], seen[0] > line
+
+
+def threads_named(name: str) -> int:
+    return sum(thread.name == name for thread in threading.enumerate())
+
+
+class TestReentry:
+    """A signal handler or __del__ that logs may re-enter submit() between any two lines: never a deadlock."""
+
+    def test_reentered_while_starting_the_worker(self, sender: RecordingSender) -> None:
+        """Interrupted anywhere in the first alert's worker start: one worker, both alerts paged."""
+        line, reached = 0, True
+        while reached:
+            dispatcher = make_dispatcher(sender, name=f"reentry-{line}")
+            accepted, reached = submit_interrupted_at(dispatcher, line)
+            assert accepted and dispatcher.flush(5.0) and threads_named(f"reentry-{line}") == 1
+            stats = dispatcher.stats()
+            assert stats["received"] == 1 + reached and stats["pending"] == 0 and add_up(stats)
+            dispatcher.close()
+            line += 1
+        assert line > 10
+
+    def test_reentered_while_waking_the_worker(self, sender: RecordingSender) -> None:
+        """Interrupted anywhere while waking a sleeping worker: no deadlock, every alert paged."""
+        dispatcher = make_dispatcher(sender)
+        dispatcher.submit(alert("first"))
+        line, reached, received = 0, True, 1
+        while reached:
+            assert dispatcher.flush(5.0)
+            time.sleep(0.05)  # the worker goes back to sleep until the folding window ends
+            _, reached = submit_interrupted_at(dispatcher, line)
+            received += 1 + reached
+            line += 1
+        assert dispatcher.flush(5.0)
+        stats = dispatcher.stats()
+        assert stats["received"] == received and stats["pending"] == 0 and add_up(stats)
+        dispatcher.close()
+
+    def test_reentered_while_counting_a_full_buffer(self, sender: RecordingSender) -> None:
+        """Interrupted anywhere while counting a dropped alert: no deadlock, every drop counted."""
+        sender.release.clear()
+        dispatcher = make_dispatcher(sender, capacity=10)
+        dispatcher.submit(alert("first"))
+        assert sender.entered.wait(5)
+        for index in range(10):
+            dispatcher.submit(alert(f"filler {index}"))
+        line, reached, dropped = 0, True, 0
+        while reached:
+            accepted, reached = submit_interrupted_at(dispatcher, line)
+            assert not accepted
+            dropped += 1 + reached
+            line += 1
+        sender.release.set()
+        assert dispatcher.flush(5.0)
+        stats = dispatcher.stats()
+        assert stats["dropped"] == dropped and stats["received"] == 11 + dropped and add_up(stats)
+        dispatcher.close()
+
+    def test_reentered_after_close(self, sender: RecordingSender) -> None:
+        """Interrupted anywhere while counting an alert logged after close(): counted, no deadlock."""
+        dispatcher = make_dispatcher(sender)
+        dispatcher.close()
+        line, reached, dropped = 0, True, 0
+        while reached:
+            accepted, reached = submit_interrupted_at(dispatcher, line)
+            assert not accepted
+            dropped += 1 + reached
+            line += 1
+        stats = dispatcher.stats()
+        assert stats["dropped"] == dropped and add_up(stats)

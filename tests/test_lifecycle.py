@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
@@ -25,6 +26,7 @@ NUMBERS = ["+8613800000001", "+8613800000002"]
 #: Generous: a subprocess that hangs must fail the test, not the whole run.
 RUN_TIMEOUT = 30.0
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="this platform has no os.fork()")
+needs_itimer = pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="this platform has no setitimer()")
 
 
 def environment(server: FakeSMNServer) -> dict[str, str]:
@@ -90,6 +92,28 @@ class TestExit:
         assert took < shutdown_timeout + 1.5, f"exit took {took:.1f} s"
         assert "not paged" in stderr and "Traceback" not in stderr
 
+    @pytest.mark.parametrize("flush_timeout", [None, "2.0"])
+    def test_a_flush_then_exit_wait_one_deadline_not_two(
+        self, smn_server: FakeSMNServer, flush_timeout: Optional[str]
+    ) -> None:
+        """gunicorn's worker_exit flush, then the exit-time close, with SMN hung: one shutdown_timeout."""
+        smn_server.delay(60)
+        shutdown_timeout = 2.0
+        args = [str(shutdown_timeout)] + ([flush_timeout] if flush_timeout else [])
+        process = start(smn_server, "flush_then_exit.py", *args)
+        try:
+            assert process.stdout is not None and process.stdout.readline() == "logged\n"
+            logged = time.monotonic()
+            stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)
+            took = time.monotonic() - logged
+        finally:
+            process.kill()
+            process.wait()
+        assert process.returncode == 0, stderr
+        assert stdout == "flush gave up\n"
+        assert took < shutdown_timeout + 1.0, f"flush and exit took {took:.1f} s"
+        assert "1 alerts were not paged" in stderr and "Traceback" not in stderr
+
     def test_an_error_on_the_last_line_is_paged(self, smn_server: FakeSMNServer) -> None:
         """An error logged as the script's last line, folded behind an earlier page, still goes out."""
         done = run(smn_server, "last_line_error.py")
@@ -104,6 +128,35 @@ class TestExit:
         assert done.returncode == 0, done.stderr
         assert texts(smn_server) == ["CRITICAL app.script: dying in an atexit hook"]
         assert "Traceback" not in done.stderr
+
+    def test_an_error_logged_by_an_earlier_exit_hook_is_paged(self, smn_server: FakeSMNServer) -> None:
+        """An exit hook registered before smn_alert was imported runs after the pager closed: still paged."""
+        done = run(smn_server, "early_atexit_error.py")
+        assert done.returncode == 0, done.stderr
+        assert texts(smn_server) == ["CRITICAL app.script: logged by an early exit hook (0)"]
+        assert "not paged" not in done.stderr and "Traceback" not in done.stderr
+
+    def test_errors_an_earlier_exit_hook_could_not_page_are_said(self, smn_server: FakeSMNServer) -> None:
+        """More errors than the budget from such a hook: what is paged is paged, the rest said on stderr."""
+        done = run(smn_server, "early_atexit_error.py", "40")
+        assert done.returncode == 0, done.stderr
+        paged = texts(smn_server)
+        assert 1 <= len(paged) <= 6, paged  # the budget (5 per 10 minutes), one more overspent at shutdown
+        assert paged[0] == "CRITICAL app.script: logged by an early exit hook (0)"
+        said = [line for line in done.stderr.splitlines() if "logged after shutdown" in line]
+        assert said and said[-1].startswith("smn_alert: ") and said[-1].endswith(" were not paged"), said
+        assert "Traceback" not in done.stderr
+
+    def test_an_earlier_exit_hook_error_with_smn_hung_keeps_to_the_deadline(
+        self, smn_server: FakeSMNServer
+    ) -> None:
+        """With SMN silent, paging that late alert waits no longer than the close deadline, and says so."""
+        smn_server.delay(60)
+        started = time.monotonic()
+        done = run(smn_server, "early_atexit_error.py", "1", "1.5")
+        assert time.monotonic() - started < 1.5 + 2.0  # start-up, then at most the deadline
+        assert done.returncode == 0, done.stderr
+        assert "smn_alert: 1 alert logged after shutdown was not paged" in done.stderr.splitlines()
 
     def test_a_multiprocessing_child_pages_before_os_exit(self, smn_server: FakeSMNServer) -> None:
         """A multiprocessing (fork) child skips atexit by ending with os._exit; its alert is still paged."""
@@ -195,3 +248,49 @@ class TestFork:
         assert found["parent"]["statuses"] == [0, 0]
         assert "smn_alert-handler" not in found["parent"]["threads"]
         assert found["parent"]["stats"]["received"] == 0
+
+
+@needs_fork
+class TestForkFromC:
+    """uWSGI without --lazy-apps forks from C: os.register_at_fork never runs, the pid still changes."""
+
+    def test_the_child_pages_its_own_error(self, smn_server: FakeSMNServer) -> None:
+        """A child forked from C after the parent paged pages its own error, never the parent's, at once."""
+        done = run(smn_server, "c_fork.py", "log")
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["status"] == 0 and report["child_seconds"] < 2.5, report  # shutdown_timeout is 3 s
+        paged = texts(smn_server)
+        child_pages = [page for page in paged if "child error after a fork from C" in page]
+        assert len(child_pages) == 1 and "parent" not in child_pages[0], paged
+        assert sum("parent error folded" in page for page in paged) == 1, paged  # by the parent, at exit
+        assert "not paged" not in done.stderr
+
+    def test_a_quiet_child_exits_at_once(self, smn_server: FakeSMNServer) -> None:
+        """A child forked from C that never logs exits at once, without waiting for the parent's thread."""
+        done = run(smn_server, "c_fork.py", "quiet")
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["status"] == 0 and report["child_seconds"] < 2.5, report
+        assert "not paged" not in done.stderr
+        assert sum("parent error folded" in page for page in texts(smn_server)) == 1
+
+
+@needs_itimer
+class TestSignals:
+    def test_a_signal_handler_that_logs_never_deadlocks(self, smn_server: FakeSMNServer) -> None:
+        """1,000 signals a second, whose handler logs an error, amid the main thread's errors: no deadlock."""
+        storm = 3.0
+        try:
+            done = run(smn_server, "signal_storm.py", str(storm))
+        except subprocess.TimeoutExpired:
+            pytest.fail("the process deadlocked: a signal handler that logs interrupted the hand-over")
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["interrupts"] > 100, report  # the handler did interrupt the main thread, often
+        stats = report["stats"]
+        assert stats["received"] == report["logged"] + report["interrupts"]
+        parts = ("sent", "folded", "suppressed", "dropped", "failed", "pending")
+        assert stats["received"] == sum(stats[part] for part in parts)
+        paged = "\n".join(texts(smn_server))
+        assert "error logged by the main loop" in paged and "error logged by a signal handler" in paged

@@ -19,8 +19,8 @@ for number in range(2):
         log.error("worker %d crashed", number)
         flushed = handler.flush(5.0)
         threads = [thread.name for thread in threading.enumerate()]
-        print(json.dumps({"who": f"child-{number}", "flushed": flushed, "threads": threads,
-                          "stats": handler.stats()}))  # fmt: skip
+        report = {"who": f"child-{number}", "flushed": flushed, "threads": threads, "stats": handler.stats()}
+        sys.stdout.write(json.dumps(report) + "\n")  # one write: the two children print at the same time
         sys.stdout.flush()
         os._exit(0)
     children.append(pid)

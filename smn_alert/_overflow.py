@@ -1,0 +1,97 @@
+"""Alerts that met a full (or closed) hand-over buffer: counted by kind in bounded memory, re-entrantly.
+
+The application thread counts here and the worker takes the counts. A signal handler (or a ``__del__``) that
+logs may interrupt a count on the thread doing it: the lock is re-entrant, and an alert handed in while its
+thread is already counting is left for the interrupted count (or the worker) to finish, so no count is lost
+or made twice, and nothing on the way can deadlock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from typing import Any
+
+from smn_alert._alert import Alert
+
+__all__ = ["MAX_OVERFLOW_KINDS", "Overflow", "level_band"]
+
+#: Kinds of alerts counted one by one while the buffer is full (one sample's text kept each); more are
+#: counted together as "other kinds" of their level band, so a flood of distinct messages (or of distinct
+#: custom levels) cannot grow memory.
+MAX_OVERFLOW_KINDS = 100
+
+#: What :meth:`Overflow.take` hands the worker per kind: (first alert, count, among "other kinds").
+Dropped = tuple[Alert, int, bool]
+
+
+def level_band(levelno: int) -> int:
+    """Return the band that ``levelno``'s "other kinds" are counted in: CRITICAL and above, or below it."""
+    return logging.CRITICAL if levelno >= logging.CRITICAL else logging.ERROR
+
+
+class Overflow:
+    """Counts dropped alerts by kind (at most ``max_kinds`` kinds plus two level bands), and late ones.
+
+    Args:
+        max_kinds: Kinds counted one by one; more are counted per level band.
+    """
+
+    def __init__(self, max_kinds: int = MAX_OVERFLOW_KINDS) -> None:
+        self._lock = threading.RLock()
+        self._max_kinds = max_kinds
+        self._waiting: deque[tuple[Alert, bool]] = deque()  # handed in, not counted yet
+        self._counting = False  # this lock's owner is counting: a re-entered add leaves its alert waiting
+        self._total = 0  # dropped since the worker last took them
+        self._late = 0  # logged after close: counted for good, never paged
+        # kind -> [first alert, count, among "other kinds"]
+        self._kinds: dict[Any, list[Any]] = {}
+
+    @property
+    def dropped(self) -> int:
+        """Alerts dropped since the worker last took them (including any not counted by kind yet)."""
+        return self._total + sum(not late for _, late in list(self._waiting))
+
+    @property
+    def late(self) -> int:
+        """Alerts logged after the dispatcher closed (counted as dropped, never paged)."""
+        return self._late + sum(late for _, late in list(self._waiting))
+
+    def add(self, alert: Alert, *, late: bool = False) -> None:
+        """Count ``alert`` as dropped (``late``: logged after close); safe to re-enter."""
+        with self._lock:
+            self._waiting.append((alert, late))
+            if self._counting:
+                return  # re-entered on the thread that is counting: the interrupted count takes it
+            self._counting = True
+            try:
+                self._count_waiting()
+            finally:
+                self._counting = False
+
+    def take(self) -> tuple[int, list[Dropped]]:
+        """Return the dropped alerts' total and kinds since the last take, and start counting afresh."""
+        with self._lock:
+            self._count_waiting()  # any left by a count interrupted at its very end
+            total, self._total = self._total, 0
+            kinds, self._kinds = self._kinds, {}
+        return total, [(sample, count, other) for sample, count, other in kinds.values()]
+
+    def _count_waiting(self) -> None:
+        waiting, kinds = self._waiting, self._kinds
+        while waiting:
+            alert, late = waiting.popleft()
+            if late:
+                self._late += 1
+                continue
+            key: Any = alert.fingerprint
+            other = key not in kinds and len(kinds) >= self._max_kinds
+            if other:
+                key = ("other", level_band(alert.levelno))
+            entry = kinds.get(key)
+            if entry is None:
+                kinds[key] = [alert, 1, other]
+            else:
+                entry[1] += 1
+            self._total += 1
