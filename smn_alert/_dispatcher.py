@@ -21,12 +21,11 @@ import time
 from collections import deque
 from typing import Callable, Optional, Union
 
-from smn_alert import _process
+from smn_alert import _guards, _process
 from smn_alert._alert import Alert
 from smn_alert._diagnostics import Diagnostics, tell_stderr
 from smn_alert._overflow import MAX_OVERFLOW_KINDS, Overflow
 from smn_alert._pager import Page, Pager
-from smn_alert._process import is_worker, on_worker_thread
 from smn_alert._senders import Delivery, Sender
 from smn_alert.errors import SMNError, SMNServerError
 
@@ -36,8 +35,6 @@ __all__ = [
     "MAX_OVERFLOW_KINDS",
     "MAX_WAIT",
     "Dispatcher",
-    "is_worker",
-    "on_worker_thread",
     "wait_seconds",
 ]
 
@@ -262,7 +259,7 @@ class Dispatcher:
 
     # --- worker thread ------------------------------------------------------------------------------
     def _run(self) -> None:
-        with _process.worker_thread():
+        with _guards.worker_thread():
             while True:
                 try:
                     if not self._step():
