@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -24,6 +24,10 @@ MAX_SNAPSHOT_CHARS = 2048
 
 #: What makes two alerts "the same problem": logger, level, template, exception type and innermost frame.
 Fingerprint = tuple[str, int, str, str, str]
+#: The template of the stand-in alert that counts kinds beyond a limit (see :func:`kind_key`).
+OTHER_KINDS = "<other kinds>"
+# The standard levels, highest first: the bands that custom levels fall in.
+_BANDS = (logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
 
 _EVENT_SKIP = frozenset(
     {"event", "level", "log_level", "logger", "logger_name", "timestamp", "exc_info", "exception", "stack",
@@ -313,3 +317,31 @@ class Alert(_AlertFields):
             levelno, levelname, logger, template, message[:MAX_SNAPSHOT_CHARS],
             exc_type, exc_value, exc_where, created,
         )  # fmt: skip
+
+
+# --- kinds: what folds together, and where kinds beyond a limit go ---------------------------------------
+def level_band(levelno: int) -> int:
+    """Return the standard level at or below ``levelno`` (``NOTSET`` below ``DEBUG``): six bands in all.
+
+    Kinds beyond a limit are counted per band, not per numeric level, so records at thousands of custom
+    levels cannot grow memory; anything at or above ``CRITICAL`` is in the ``CRITICAL`` band. A digest
+    orders its kinds by band, so a custom level 55 does not push a thousand CRITICALs off the page.
+    """
+    return next((band for band in _BANDS if levelno >= band), logging.NOTSET)
+
+
+def other_kinds_key(levelno: int) -> Fingerprint:
+    """Return the fingerprint of "other kinds" in ``levelno``'s band (a CRITICAL stays one)."""
+    return ("", level_band(levelno), OTHER_KINDS, "", "")
+
+
+def kind_key(alert: Alert, kinds: Collection[Fingerprint], limit: int) -> tuple[Fingerprint, bool]:
+    """Where ``alert`` is counted among ``kinds`` (at most ``limit``): its kind, or its band's "other kinds".
+
+    Returns the key and whether it is "other kinds". A kind already counted keeps its place; a new one
+    past the limit joins its band's "other kinds", so a flood of distinct messages cannot grow memory.
+    """
+    key = alert.fingerprint
+    if key in kinds or len(kinds) < limit:
+        return key, False
+    return other_kinds_key(alert.levelno), True

@@ -24,7 +24,7 @@ from typing import Callable, Optional, Union
 from smn_alert import _guards, _process
 from smn_alert._alert import Alert
 from smn_alert._diagnostics import Diagnostics, tell_stderr
-from smn_alert._overflow import MAX_OVERFLOW_KINDS, Overflow
+from smn_alert._overflow import Overflow
 from smn_alert._pager import Page, Pager
 from smn_alert._senders import Delivery, Sender
 from smn_alert.errors import SMNError, SMNServerError
@@ -32,7 +32,6 @@ from smn_alert.errors import SMNError, SMNServerError
 __all__ = [
     "DEFAULT_CAPACITY",
     "DEFAULT_SHUTDOWN_TIMEOUT",
-    "MAX_OVERFLOW_KINDS",
     "MAX_WAIT",
     "Dispatcher",
     "wait_seconds",

@@ -20,30 +20,21 @@ import time
 from collections.abc import Iterable
 from typing import Callable, Optional, Union
 
-from smn_alert._alert import Alert, Fingerprint
-from smn_alert._compose import GroupSummary, PageContext, compose, level_band
+from smn_alert._alert import OTHER_KINDS, Alert, Fingerprint, kind_key, other_kinds_key
+from smn_alert._compose import GroupSummary, PageContext, compose
 from smn_alert._ratelimit import Budget, CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert._senders import Delivery
-from smn_alert._settings import MAX_DURATION
 from smn_alert._smn import mask_number
 from smn_alert._text import redact
+from smn_alert._values import MAX_DURATION
 from smn_alert.errors import SMNConfigError, SMNError
-
-__all__ = [
-    "DEFAULT_MAX_GROUPS",
-    "DEFAULT_WINDOW",
-    "MAX_SLEEP",
-    "Counters",
-    "Group",
-    "Page",
-    "Pager",
-    "level_band",
-]
 
 #: Seconds after a page during which further alerts are folded into one digest.
 DEFAULT_WINDOW = 300.0
-#: Distinct kinds kept per digest; more are counted together as "other kinds" so memory stays bounded.
-DEFAULT_MAX_GROUPS = 200
+#: Distinct kinds one digest shows on its own; more are counted together as "other kinds" of their level
+#: band, so memory stays bounded. (The hand-over buffer keeps its own, smaller limit while it is full:
+#: ``_overflow.MAX_DROPPED_KINDS``, for the application thread's memory during a flood.)
+DEFAULT_MAX_KINDS_PER_PAGE = 200
 #: Longest :meth:`Pager.next_wakeup` lies ahead, in seconds: whatever a budget, circuit or window says, the
 #: worker looks again within an hour, and never asks a thread to wait longer than it can.
 MAX_SLEEP = 3600.0
@@ -51,11 +42,6 @@ MAX_SLEEP = 3600.0
 # A phone number in free text: seven digits or more, single spaces or hyphens between them allowed, not
 # part of a longer word (the digits inside a hex request id stay as they are).
 _NUMBER_IN_TEXT = re.compile(r"(?:\+|(?<![0-9A-Za-z]))[0-9](?:[ \-]?[0-9]){6,}(?![0-9A-Za-z])")
-
-
-def _other_key(levelno: int) -> Fingerprint:
-    """Key of the group counting kinds beyond ``max_groups`` in ``levelno``'s band (a CRITICAL stays one)."""
-    return ("", level_band(levelno), "<other kinds>", "", "")
 
 
 class Group:
@@ -154,7 +140,7 @@ class Pager:
         retry: RetryPolicy,
         *,
         window: float = DEFAULT_WINDOW,
-        max_groups: int = DEFAULT_MAX_GROUPS,
+        max_groups: int = DEFAULT_MAX_KINDS_PER_PAGE,
         segments: Callable[[str, str], int] = lambda text, _: len(text),
         rng: random.Random | None = None,
         wall: Callable[[], float] = time.time,
@@ -199,21 +185,21 @@ class Pager:
 
     def _group_for(self, alert: Alert, now: float) -> Group:
         """Return the group of ``alert``'s kind, made if new; past ``max_groups`` kinds, "other kinds"."""
-        key = alert.fingerprint
+        key, other = kind_key(alert, self._groups, self.max_groups)
+        if other:
+            return self._other_group(alert, now)
         group = self._groups.get(key)
         if group is None:
-            if len(self._groups) >= self.max_groups:
-                return self._other_group(alert, now)
             group = self._groups[key] = Group(alert, now)
         return group
 
     def _other_group(self, like: Alert, now: float) -> Group:
         """Return the group counting kinds beyond ``max_groups`` in ``like``'s band (its stand-in's kind)."""
-        key = _other_key(like.levelno)
+        key = other_kinds_key(like.levelno)
         group = self._groups.get(key)
         if group is None:
             band = key[1]  # the stand-in's fingerprint is the key, so a retry puts it back in its place
-            stand_in = Alert(band, logging.getLevelName(band), "", "<other kinds>", "alerts of other kinds",
+            stand_in = Alert(band, logging.getLevelName(band), "", OTHER_KINDS, "alerts of other kinds",
                              created=like.created)  # fmt: skip
             group = self._groups[key] = Group(stand_in, now)
         return group

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from smn_alert._alert import Alert
+from smn_alert._alert import Alert, level_band
 from smn_alert._build import build_dispatcher
 from smn_alert._compose import PageContext
-from smn_alert._pager import MAX_SLEEP, Page, Pager, level_band
+from smn_alert._pager import MAX_SLEEP, Page, Pager
 from smn_alert._ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert._senders import Delivery, Refusal
 from smn_alert._settings import PagerSettings
