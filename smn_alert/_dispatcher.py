@@ -6,6 +6,13 @@ the buffer into a :class:`~smn_alert._pager.Pager`, sends what it says is due th
 :class:`~smn_alert._senders.Sender`, logs the notes the pager words, and sleeps until the next deadline.
 ``flush`` and ``close`` have deadlines, ``close`` is idempotent, and a forked child starts afresh without
 the parent's pending alerts (after ``os.fork()``, and after a fork from C that skipped Python's hooks).
+
+Two clocks, one rule. Decisions (folding window, budget, circuit, backoff: the pager and its parts) run on
+the injected monotonic ``clock``, so tests drive them with a ``FakeClock``; real waits (the ``flush`` and
+``close`` deadlines, the thread-start retry, how long the worker sleeps) run on ``time.monotonic()``, since
+a thread can only wait real time. An instant of one clock is never compared with an instant of the other:
+where both meet (does the pager's next moment fall before the close deadline?), each side is turned into a
+duration from its own clock's ``now`` first, and the durations are compared.
 """
 
 from __future__ import annotations
