@@ -33,14 +33,6 @@ from smn_alert._pager import Note, Page, Pager
 from smn_alert._senders import Delivery, Sender
 from smn_alert.errors import SMNError, SMNServerError
 
-__all__ = [
-    "DEFAULT_CAPACITY",
-    "DEFAULT_SHUTDOWN_TIMEOUT",
-    "MAX_WAIT",
-    "Dispatcher",
-    "wait_seconds",
-]
-
 #: Alerts the hand-over buffer holds before new ones are only counted.
 DEFAULT_CAPACITY = 10_000
 #: Seconds ``close()`` and a bare ``flush()`` wait for pending pages.
