@@ -31,6 +31,7 @@ from smn_alert.errors import (
 
 if TYPE_CHECKING:
     from smn_alert._client import SMNClient
+    from smn_alert._guards import ignore_logger
     from smn_alert._handler import SMNHandler
     from smn_alert._processor import SMNProcessor
     from smn_alert._responses import EndpointResult, SmsBatchResult, TopicPublishResult

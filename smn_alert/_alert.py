@@ -11,42 +11,29 @@ import contextlib
 import logging
 import os
 import re
-import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from types import TracebackType
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 from smn_alert._secret_words import is_secret_key, masked
-
-__all__ = [
-    "IGNORED_LOGGERS",
-    "MAX_SNAPSHOT_CHARS",
-    "UNKNOWN_EXCEPTION",
-    "Alert",
-    "Fingerprint",
-    "is_own_logger",
-    "mark_paged",
-    "was_paged",
-]
 
 #: Longest message or exception text kept in a snapshot; an SMS shows at most 490 characters anyway,
 #: and the margin leaves room for redaction to see a whole secret before the text is cut.
 MAX_SNAPSHOT_CHARS = 2048
 
-#: Loggers (and their children) whose events never become alerts: they would page about paging.
-IGNORED_LOGGERS = ("smn_alert", "urllib3", "requests")
-
 #: What makes two alerts "the same problem": logger, level, template, exception type and innermost frame.
 Fingerprint = tuple[str, int, str, str, str]
+#: The template of the stand-in alert that counts kinds beyond a limit (see :func:`kind_key`).
+OTHER_KINDS = "<other kinds>"
+# The standard levels, highest first: the bands that custom levels fall in.
+_BANDS = (logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
 
 _EVENT_SKIP = frozenset(
     {"event", "level", "log_level", "logger", "logger_name", "timestamp", "exc_info", "exception", "stack",
      "positional_args"}
 )  # fmt: skip
 _NEEDS_QUOTES = re.compile(r"[\s'\"=]")
-# Keys structlog's render_to_log_kwargs passes as logging arguments rather than as record attributes.
-_KWARG_KEYS = frozenset({"event", "exc_info", "stack_info", "stacklevel"})
 
 
 def _safe_str(value: object) -> str:
@@ -332,50 +319,29 @@ class Alert(_AlertFields):
         )  # fmt: skip
 
 
-def is_own_logger(name: str) -> bool:
-    """Tell whether ``name`` is smn_alert's logger or its HTTP stack's (a feedback loop if paged)."""
-    return any(name == root or name.startswith(root + ".") for root in IGNORED_LOGGERS)
+# --- kinds: what folds together, and where kinds beyond a limit go ---------------------------------------
+def level_band(levelno: int) -> int:
+    """Return the standard level at or below ``levelno`` (``NOTSET`` below ``DEBUG``): six bands in all.
 
-
-# --- one page per event: the structlog processor marks what it paged, the handler skips it -------------
-class _PagedMark(threading.local):
-    """Remember the last event an SMNProcessor paged on this thread (class defaults: a miss is cheap)."""
-
-    event: Optional[Mapping[str, Any]] = None
-    text: object = None
-    keys: tuple[str, ...] = ()
-
-
-_paged = _PagedMark()
-
-
-def mark_paged(event_dict: Mapping[str, Any]) -> None:
-    """Remember, for this thread, that ``event_dict`` has been paged by an ``SMNProcessor``.
-
-    The event dict itself is not changed (a renderer would print any key we added). structlog hands the
-    same dict to stdlib logging on the same thread, so an identity check there is exact. For
-    ``render_to_log_kwargs`` (which pops the event text out of the dict) the text and the other keys are
-    remembered too: those keys come back as attributes of the record.
+    Kinds beyond a limit are counted per band, not per numeric level, so records at thousands of custom
+    levels cannot grow memory; anything at or above ``CRITICAL`` is in the ``CRITICAL`` band. A digest
+    orders its kinds by band, so a custom level 55 does not push a thousand CRITICALs off the page.
     """
-    _paged.event = event_dict
-    _paged.text = event_dict.get("event")
-    _paged.keys = tuple(key for key in event_dict if isinstance(key, str) and key not in _KWARG_KEYS)
+    return next((band for band in _BANDS if levelno >= band), logging.NOTSET)
 
 
-def was_paged(record: logging.LogRecord) -> bool:
-    """Tell whether ``record`` carries the event an ``SMNProcessor`` just paged on this thread.
+def other_kinds_key(levelno: int) -> Fingerprint:
+    """Return the fingerprint of "other kinds" in ``levelno``'s band (a CRITICAL stays one)."""
+    return ("", level_band(levelno), OTHER_KINDS, "", "")
 
-    The first record that is not that event clears the mark, so a later stdlib error that merely reads
-    the same is still paged.
+
+def kind_key(alert: Alert, kinds: Collection[Fingerprint], limit: int) -> tuple[Fingerprint, bool]:
+    """Where ``alert`` is counted among ``kinds`` (at most ``limit``): its kind, or its band's "other kinds".
+
+    Returns the key and whether it is "other kinds". A kind already counted keeps its place; a new one
+    past the limit joins its band's "other kinds", so a flood of distinct messages cannot grow memory.
     """
-    event = _paged.event
-    if event is None:
-        return False
-    msg = record.msg
-    if msg is event:  # ProcessorFormatter: the very dict (kept marked for a second SMNHandler)
-        return True
-    attributes = record.__dict__
-    if isinstance(msg, str) and msg == _paged.text and all(key in attributes for key in _paged.keys):
-        return True  # render_to_log_kwargs: the text, with the event's other keys as attributes
-    _paged.event = None
-    return False
+    key = alert.fingerprint
+    if key in kinds or len(kinds) < limit:
+        return key, False
+    return other_kinds_key(alert.levelno), True

@@ -13,6 +13,7 @@ from typing import Callable, Optional
 from smn_alert._client import SMNClient
 from smn_alert._compose import PageContext
 from smn_alert._dispatcher import Dispatcher
+from smn_alert._ledger import Ledger
 from smn_alert._pager import Pager
 from smn_alert._ratelimit import Budget, CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert._senders import Sender, SmsSender, TopicSender
@@ -64,7 +65,7 @@ def build_dispatcher(
         mainland = not recipient.startswith("urn:") and is_mainland_china(recipient)
         return billed_segments(text, signature=signature, mainland=mainland)
 
-    def make_pager() -> Pager:
+    def make_pager(ledger: Ledger) -> Pager:
         return Pager(
             context,
             Budget(
@@ -79,6 +80,7 @@ def build_dispatcher(
             segments=segments,
             rng=random.Random(),
             wall=wall,
+            ledger=ledger,
         )
 
     return Dispatcher(

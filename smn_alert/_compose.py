@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 import re
 import time
@@ -11,42 +10,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
-from smn_alert._alert import Alert
+from smn_alert._alert import Alert, level_band
 from smn_alert._text import DEFAULT_MAX_LENGTH, DEFAULT_REDACTIONS, fit_to_length, redact, sanitize
-
-__all__ = [
-    "CUT_MARKER",
-    "MIN_DESCRIPTION",
-    "MIN_MAX_LENGTH",
-    "GroupSummary",
-    "PageContext",
-    "compose",
-    "format_clock",
-    "human_duration",
-    "level_band",
-]
 
 #: Marker at the end of cut text. ``"..."`` is GSM-7; ``"…"`` would make an English page bill as UCS-2.
 CUT_MARKER = "..."
 #: Characters of description a digest line gets at least (less on very short pages); kinds that cannot
 #: get them are folded into ``+N more alerts of K kinds``.
 MIN_DESCRIPTION = 20
-#: Shortest page :func:`compose` accepts; below it no useful page can be written.
-MIN_MAX_LENGTH = 20
+#: Shortest page :func:`compose` accepts (the composer's floor); below it no useful page can be written.
+#: Users may not set ``max_length`` this low: ``_settings.MIN_MAX_LENGTH_SETTING`` adds room for a signature.
+MIN_PAGE_LENGTH = 20
 _MAX_LEVEL_CHARS = 12
 _MAX_SINCE_CHARS = 16
-# The standard levels, highest first: the bands that custom levels fall in.
-_BANDS = (logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
-
-
-def level_band(levelno: int) -> int:
-    """Return the standard level at or below ``levelno`` (``NOTSET`` below ``DEBUG``): six bands in all.
-
-    Kinds beyond the pager's limits are counted per band, not per numeric level, so records at thousands
-    of custom levels cannot grow memory; anything at or above ``CRITICAL`` is in the ``CRITICAL`` band.
-    A digest orders its kinds by band, so a custom level 55 does not push a thousand CRITICALs off the page.
-    """
-    return next((band for band in _BANDS if levelno >= band), logging.NOTSET)
 
 
 def format_clock(timestamp: float) -> str:
@@ -91,7 +67,7 @@ class PageContext:
         dropped: How many of the alerts on this page met a full buffer: they are counted in their kinds,
             but their own text was not kept.
         failed_before: Alerts in earlier pages that could not be delivered.
-        max_length: Most characters in the page (at least :data:`MIN_MAX_LENGTH`).
+        max_length: Most characters in the page (at least :data:`MIN_PAGE_LENGTH`).
         redactions: Secret patterns, from :func:`~smn_alert._text.compile_redactions`; the built-ins by
             default, so nothing is sent unscrubbed by accident.
         time_format: Turns ``held_since`` into text (local ``HH:MM`` by default).
@@ -107,9 +83,9 @@ class PageContext:
     time_format: Callable[[float], str] = format_clock
 
     def __post_init__(self) -> None:
-        if self.max_length < MIN_MAX_LENGTH:
+        if self.max_length < MIN_PAGE_LENGTH:
             raise ValueError(
-                f"max_length={self.max_length}: a page needs at least {MIN_MAX_LENGTH} characters"
+                f"max_length={self.max_length}: a page needs at least {MIN_PAGE_LENGTH} characters"
             )
 
 

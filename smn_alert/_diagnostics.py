@@ -7,8 +7,6 @@ import sys
 import time
 from typing import Callable
 
-__all__ = ["DIAGNOSTIC_INTERVAL", "Diagnostics", "tell_stderr"]
-
 #: Seconds between two diagnostics of the same kind on the ``smn_alert`` logger.
 DIAGNOSTIC_INTERVAL = 60.0
 

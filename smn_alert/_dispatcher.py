@@ -1,45 +1,37 @@
-"""The hand-over buffer and the background worker that turns alerts into pages.
+"""The background worker that turns alerts into pages, and the dispatcher's lifecycle (flush, close, fork).
 
-The application thread only appends to a deque and, when the worker sleeps, puts a token on a
-``queue.SimpleQueue`` (whose ``put`` is safe to re-enter from a signal handler or ``__del__``): no lock
-that is not re-entrant is taken on that path and nothing there can block. One daemon worker per
-dispatcher, started on the first alert, drains the buffer into a :class:`~smn_alert._pager.Pager`, sends
-what it says is due through a :class:`~smn_alert._senders.Sender`, and sleeps until the next deadline.
+The application thread hands alerts over through a :class:`~smn_alert._buffer.HandOver` (no lock that is not
+re-entrant, nothing that can block). One daemon worker per dispatcher, started on the first alert, drains
+the buffer into a :class:`~smn_alert._pager.Pager`, sends what it says is due through a
+:class:`~smn_alert._senders.Sender`, logs the notes the pager words, and sleeps until the next deadline.
 ``flush`` and ``close`` have deadlines, ``close`` is idempotent, and a forked child starts afresh without
 the parent's pending alerts (after ``os.fork()``, and after a fork from C that skipped Python's hooks).
+
+Two clocks, one rule. Decisions (folding window, budget, circuit, backoff: the pager and its parts) run on
+the injected monotonic ``clock``, so tests drive them with a ``FakeClock``; real waits (the ``flush`` and
+``close`` deadlines, the thread-start retry, how long the worker sleeps) run on ``time.monotonic()``, since
+a thread can only wait real time. An instant of one clock is never compared with an instant of the other:
+where both meet (does the pager's next moment fall before the close deadline?), each side is turned into a
+duration from its own clock's ``now`` first, and the durations are compared.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import queue
 import threading
 import time
-from collections import deque
 from typing import Callable, Optional, Union
 
-from smn_alert import _process
+from smn_alert import _guards, _process
 from smn_alert._alert import Alert
+from smn_alert._buffer import HandOver
 from smn_alert._diagnostics import Diagnostics, tell_stderr
-from smn_alert._overflow import MAX_OVERFLOW_KINDS, Overflow
-from smn_alert._pager import Page, Pager
-from smn_alert._process import is_worker, on_worker_thread
+from smn_alert._ledger import Ledger
+from smn_alert._pager import Note, Page, Pager
 from smn_alert._senders import Delivery, Sender
 from smn_alert.errors import SMNError, SMNServerError
-
-__all__ = [
-    "DEFAULT_CAPACITY",
-    "DEFAULT_SHUTDOWN_TIMEOUT",
-    "MAX_OVERFLOW_KINDS",
-    "MAX_WAIT",
-    "Dispatcher",
-    "is_worker",
-    "on_worker_thread",
-    "wait_seconds",
-]
 
 #: Alerts the hand-over buffer holds before new ones are only counted.
 DEFAULT_CAPACITY = 10_000
@@ -49,8 +41,6 @@ DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 THREAD_RETRY = 1.0
 #: The longest ``flush()`` or ``close()`` waits, whatever it is handed (``inf`` included): a day.
 MAX_WAIT = 24 * 3600.0
-#: The longest the idle worker sleeps in one go (it then looks again): keeps any timeout in range.
-MAX_SLEEP = 3600.0
 
 _log = logging.getLogger("smn_alert")
 
@@ -77,7 +67,8 @@ class Dispatcher:
 
     Args:
         sender: Sends one SMS text (SmsBatchPublish or topic).
-        make_pager: Builds the decision state; called again in a forked child so it starts empty.
+        make_pager: Builds the decision state on the ledger it is given; called again in a forked child so
+            it starts empty.
         capacity: Alerts the buffer holds; past it, ERRORs are counted as dropped. CRITICALs get a reserve
             of a tenth more, so a CRITICAL is never dropped to keep an ERROR.
         shutdown_timeout: Default deadline for ``flush()`` and ``close()`` (see :func:`wait_seconds`).
@@ -88,7 +79,7 @@ class Dispatcher:
     def __init__(
         self,
         sender: Sender,
-        make_pager: Callable[[], Pager],
+        make_pager: Callable[[Ledger], Pager],
         *,
         capacity: int = DEFAULT_CAPACITY,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
@@ -98,8 +89,6 @@ class Dispatcher:
         self._sender, self._make_pager = sender, make_pager
         self.capacity = capacity
         self.shutdown_timeout = wait_seconds(shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT)
-        self._ceiling = capacity + max(10, capacity // 10)
-        self._limit = capacity
         self._clock, self._name = clock, name
         self._closed = False
         self._at_exit = False  # closed by the interpreter's exit: an alert logged later is paged here
@@ -110,17 +99,14 @@ class Dispatcher:
     def _reset(self) -> None:
         """Fresh buffer, locks and pager: at construction and in a forked child."""
         self._pid = os.getpid()
-        self._buffer: deque[Alert] = deque()
-        # The worker sleeps on this queue and a token wakes it. SimpleQueue.put is re-entrant (safe from a
-        # signal handler or __del__); threading.Event.set is not: its lock would deadlock the thread.
-        self._wakeup: queue.SimpleQueue[None] = queue.SimpleQueue()
-        self._asleep = False  # the worker sleeps (or is about to) on _wakeup: a new alert puts a token
+        self._ledger = Ledger()  # every counter stats() reports: the pager's and the buffer's
+        self._buffer = HandOver(self.capacity, self._ledger)
+        self._put = self._buffer.put  # bound once: submit is the application's hot path
         # Re-entrant, as the stdlib handlers' locks: a signal handler that logs while this thread holds
         # one (a flush, the worker start) must not deadlock the process.
         self._lock = threading.RLock()
         self._settled = threading.Condition(self._lock)
-        self._overflow = Overflow()  # alerts counted while the buffer was full, or after close
-        self._pager = self._make_pager()
+        self._pager = self._make_pager(self._ledger)
         self._worker: Optional[threading.Thread] = None
         self.worker_ident: Optional[int] = None
         self._starting = False  # this thread is starting the worker (a re-entered submit must not)
@@ -149,21 +135,11 @@ class Dispatcher:
         """
         if pid != self._pid:
             self._check_process()
-        buffer = self._buffer
-        if len(buffer) >= self._limit:
+        if not self._put(alert):
             return self._over_capacity(alert)
-        buffer.append(alert)
-        if self._asleep or self._worker is None:
-            self._nudge()
-        return True
-
-    def _nudge(self) -> None:
-        """Start the worker if there is none; wake it if it sleeps."""
         if self._worker is None:
             self._start_worker()
-        if self._asleep:
-            self._asleep = False
-            self._wakeup.put(None)
+        return True
 
     def _check_process(self) -> None:
         """Start afresh in a child forked without Python's fork hooks (uWSGI forks from C)."""
@@ -174,11 +150,11 @@ class Dispatcher:
         """Handle a full (or closed) buffer: admit a CRITICAL into the reserve, else count it as dropped."""
         if self._closed:
             return self._late(alert)
-        if alert.levelno >= logging.CRITICAL and len(self._buffer) < self._ceiling:
-            self._buffer.append(alert)
-            self._nudge()
+        if self._buffer.put_reserve(alert):
+            if self._worker is None:
+                self._start_worker()
             return True
-        self._overflow.add(alert)
+        self._buffer.count_dropped(alert)
         return False
 
     def _start_worker(self) -> None:
@@ -216,7 +192,7 @@ class Dispatcher:
         """
         if self._at_exit and self._sender_open and time.monotonic() < self._close_deadline:
             return self._page_late(alert)
-        self._overflow.add(alert, late=True)
+        self._buffer.count_dropped(alert, late=True)
         if self._at_exit:
             self._tell_late(summary=False)
         else:
@@ -228,7 +204,7 @@ class Dispatcher:
 
         Only if no thread can start is it sent on this thread (a hung send could then outlast the deadline).
         """
-        self._buffer.append(alert)
+        self._buffer.put_late(alert)
         worker = self._worker
         if self._paging_late or (worker is not None and worker.is_alive()):
             return True  # being paged (re-entered, or another thread's): that worker takes it too
@@ -254,7 +230,7 @@ class Dispatcher:
         loop of errors in an exit hook does not flood stderr.
         """
         with self._lock:
-            unpaged = self._overflow.late + max(0, self._pending() - self._left_at_close)
+            unpaged = self._ledger.late + max(0, self._pending() - self._left_at_close)
         if unpaged > self._late_told and (summary or self._late_told == 0):
             self._late_told = unpaged
             were = "alert logged after shutdown was" if unpaged == 1 else "alerts logged after shutdown were"
@@ -262,19 +238,19 @@ class Dispatcher:
 
     # --- worker thread ------------------------------------------------------------------------------
     def _run(self) -> None:
-        with _process.worker_thread():
+        with _guards.worker_thread():
             while True:
                 try:
                     if not self._step():
                         return
                 except Exception:  # a bug must not stop paging: say it, breathe, carry on (like sentry's)
                     self._say("bug", "smn_alert's worker hit an unexpected error; it carries on", exc=True)
-                    self._sleep(1.0)
+                    self._buffer.wait(1.0)
 
     def _step(self, *, wait: bool = True) -> bool:
         """One pass: wait for work or a deadline, take what is due, send it. False when closing is done."""
         if wait:
-            self._sleep(self._sleep_time())
+            self._buffer.wait(self._sleep_time())
         if self._closing:
             with self._lock:
                 if self._finished():  # never start a send after the close deadline
@@ -286,19 +262,6 @@ class Dispatcher:
         with self._lock:
             self._settled.notify_all()
             return not (self._closing and self._finished())
-
-    def _sleep(self, seconds: Optional[float]) -> None:
-        """Sleep until a token comes (new alert, flush, close) or ``seconds`` pass; take every token."""
-        self._asleep = True
-        if not self._buffer:  # after _asleep: an alert appended now puts a token, one before is seen here
-            if seconds is not None and not 0.0 <= seconds <= MAX_SLEEP:
-                seconds = MAX_SLEEP if seconds > MAX_SLEEP else 0.0
-            with contextlib.suppress(queue.Empty):
-                self._wakeup.get(timeout=seconds)
-        self._asleep = False
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self._wakeup.get_nowait()
 
     def _sleep_time(self) -> Optional[float]:
         """Return seconds to the pager's next deadline (None: until woken), capped by the close deadline."""
@@ -328,13 +291,10 @@ class Dispatcher:
 
     def _drain(self, now: float) -> None:
         buffer, pager = self._buffer, self._pager
-        while buffer:
-            pager.add(buffer.popleft(), now)
-        if self._overflow.dropped:
-            count, kinds = self._overflow.take()
-            for sample, dropped, other in kinds:
-                pager.add_dropped(sample, dropped, now, other=other)
-            self._say("overflow", "%d alerts dropped: the buffer of %d was full", count, self.capacity)
+        for alert in buffer.take_alerts():
+            pager.add(alert, now)
+        count, kinds = buffer.take_dropped()
+        self._tell(pager.add_overflow(count, kinds, self.capacity, now))
 
     def _send(self, page: Page) -> Union[Delivery, SMNError]:
         try:
@@ -348,6 +308,10 @@ class Dispatcher:
     def _settle(self, page: Page, outcome: Union[Delivery, SMNError]) -> None:
         with self._lock:
             note = self._pager.settle(page, outcome, self._clock())
+        self._tell(note)
+
+    def _tell(self, note: Optional[Note]) -> None:
+        """Log a note the pager worded (rate-limited by kind, except a lost alert and a recovery)."""
         if note is not None:
             kind, text = note
             level = logging.INFO if kind == "recovered" else logging.WARNING
@@ -372,7 +336,7 @@ class Dispatcher:
 
     def _pending(self) -> int:
         """Alerts taken in and not resolved yet: in the buffer, counted while it was full, in the pager."""
-        return len(self._buffer) + self._overflow.dropped + self._pager.pending
+        return self._buffer.queued + self._pager.pending
 
     def say_trouble(self, key: str, message: str, *args: object) -> None:
         """Report a problem of an adapter (handler, processor) the same rate-limited way as our own."""
@@ -415,7 +379,7 @@ class Dispatcher:
 
     def _wait_until_empty(self, deadline: float) -> bool:
         while True:
-            self._wakeup.put(None)  # even when we give up early, the worker looks once (and notes a hold)
+            self._buffer.poke()  # even when we give up early, the worker looks once (and notes a hold)
             if not self._pending():
                 return True
             remaining = deadline - time.monotonic()
@@ -467,17 +431,17 @@ class Dispatcher:
             self._closed = True
             self._closing = True
             self._at_exit = at_exit
-            self._limit = 0  # every later submit takes the slow path, which counts it
+            self._buffer.close()  # every later submit takes the slow path, which counts it
             self._pager.expedite()
             self._close_deadline = time.monotonic() + seconds
-        self._wakeup.put(None)
+        self._buffer.poke()
 
     def finish_close(self) -> None:
         """Wait for the worker until the deadline; without a worker, page on the calling thread."""
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
             worker.join(max(0.0, self._close_deadline - time.monotonic()))
-        elif worker is None and (self._buffer or self._overflow.dropped):
+        elif worker is None and self._buffer.queued:
             self._pump_here(self._close_deadline)
         with self._lock:
             left = self._left_at_close = self._pending()
@@ -516,30 +480,11 @@ class Dispatcher:
         """Counters that add up: received = sent + folded + suppressed + dropped + failed + pending."""
         self._check_process()
         with self._lock:
-            counters = self._pager.counters
-            queued = len(self._buffer) + self._overflow.dropped
-            late = self._overflow.late
-            result: dict[str, object] = {
-                "received": counters.received + queued + late,
-                "sent": counters.sent,
-                "folded": counters.folded,
-                "suppressed": counters.suppressed,
-                "dropped": counters.dropped + late,
-                "failed": counters.failed,
-                "pending": self._pager.pending + queued,
-                "pages": counters.pages,
-                "segments": counters.segments,
-                "retried": counters.retried,
-                "refused": counters.refused,
-                "delivered": dict(counters.delivered),
-                "last_error": counters.last_error,
-            }
-        return result
+            return self._ledger.stats(queued=self._buffer.queued, pending=self._pager.pending)
 
     def _received(self) -> int:
         with self._lock:
-            late = self._overflow.late
-            return self._pager.counters.received + len(self._buffer) + self._overflow.dropped + late
+            return self._ledger.total_received(self._buffer.queued)
 
     @property
     def closed(self) -> bool:

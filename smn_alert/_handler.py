@@ -12,16 +12,12 @@ import os
 import time
 from typing import Any, Callable, Optional, Union
 
-from smn_alert._alert import IGNORED_LOGGERS, Alert, is_own_logger, was_paged
+from smn_alert._alert import Alert
 from smn_alert._build import build_dispatcher
-from smn_alert._dispatcher import is_worker, on_worker_thread
+from smn_alert._guards import DECISIONS, is_ignored_logger, is_worker, on_worker_thread, was_paged
 from smn_alert._senders import Sender
-from smn_alert._settings import PagerSettings, mask_number
-
-__all__ = ["IGNORED_LOGGERS", "SMNHandler"]
-
-#: Records from these loggers (and their children) never become alerts: they would page about paging.
-_MAX_NAME_CACHE = 4096
+from smn_alert._settings import PagerSettings
+from smn_alert._smn import mask_number
 
 
 class SMNHandler(logging.Handler):
@@ -63,7 +59,6 @@ class SMNHandler(logging.Handler):
         )
         super().__init__(level)
         self.settings, self._dispatcher = checked, dispatcher
-        self._ignored: dict[str, bool] = {}
 
     def handle(self, record: logging.LogRecord) -> Any:
         """Filter and emit ``record`` without the handler lock: ``emit`` is thread-safe and never blocks."""
@@ -81,12 +76,10 @@ class SMNHandler(logging.Handler):
             self.handleError(record)
 
     def accepts(self, record: logging.LogRecord) -> bool:
-        """Refuse records that must not page: smn_alert's own, its HTTP stack's, or already paged ones."""
-        ignored = self._ignored.get(record.name)
+        """Refuse records that must not page: an ignored logger's, a worker's, or already paged ones."""
+        ignored = DECISIONS.get(record.name)  # the guards' own cache, read here to keep emit cheap
         if ignored is None:
-            ignored = is_own_logger(record.name)
-            if len(self._ignored) < _MAX_NAME_CACHE:
-                self._ignored[record.name] = ignored
+            ignored = is_ignored_logger(record.name)
         # Any smn_alert worker's thread, ours or another pager's: two pagers must not page each other.
         # (A record from another process, relayed by a QueueListener, may carry a worker's thread id.)
         from_worker = is_worker(record.thread) and record.process == os.getpid()

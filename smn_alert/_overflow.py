@@ -8,55 +8,45 @@ or made twice, and nothing on the way can deadlock.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import deque
 from typing import Any
 
-from smn_alert._alert import Alert
-
-__all__ = ["MAX_OVERFLOW_KINDS", "Overflow", "level_band"]
+from smn_alert._alert import Alert, Fingerprint, kind_key
+from smn_alert._ledger import Ledger
 
 #: Kinds of alerts counted one by one while the buffer is full (one sample's text kept each); more are
 #: counted together as "other kinds" of their level band, so a flood of distinct messages (or of distinct
-#: custom levels) cannot grow memory.
-MAX_OVERFLOW_KINDS = 100
+#: custom levels) cannot grow the application's memory. Smaller than what a page shows
+#: (``_pager.DEFAULT_MAX_KINDS_PER_PAGE``): this bound is paid on the application thread, during a flood.
+MAX_DROPPED_KINDS = 100
 
 #: What :meth:`Overflow.take` hands the worker per kind: (first alert, count, among "other kinds").
 Dropped = tuple[Alert, int, bool]
 
 
-def level_band(levelno: int) -> int:
-    """Return the band that ``levelno``'s "other kinds" are counted in: CRITICAL and above, or below it."""
-    return logging.CRITICAL if levelno >= logging.CRITICAL else logging.ERROR
-
-
 class Overflow:
-    """Counts dropped alerts by kind (at most ``max_kinds`` kinds plus two level bands), and late ones.
+    """Counts dropped alerts by kind (``max_kinds`` kinds, then "other kinds" per level band), and late ones.
 
     Args:
+        ledger: Where alerts logged after close are counted, for good.
         max_kinds: Kinds counted one by one; more are counted per level band.
     """
 
-    def __init__(self, max_kinds: int = MAX_OVERFLOW_KINDS) -> None:
+    def __init__(self, ledger: Ledger, max_kinds: int = MAX_DROPPED_KINDS) -> None:
+        self._ledger = ledger
         self._lock = threading.RLock()
         self._max_kinds = max_kinds
         self._waiting: deque[tuple[Alert, bool]] = deque()  # handed in, not counted yet
         self._counting = False  # this lock's owner is counting: a re-entered add leaves its alert waiting
         self._total = 0  # dropped since the worker last took them
-        self._late = 0  # logged after close: counted for good, never paged
         # kind -> [first alert, count, among "other kinds"]
-        self._kinds: dict[Any, list[Any]] = {}
+        self._kinds: dict[Fingerprint, list[Any]] = {}
 
     @property
     def dropped(self) -> int:
         """Alerts dropped since the worker last took them (including any not counted by kind yet)."""
         return self._total + sum(not late for _, late in list(self._waiting))
-
-    @property
-    def late(self) -> int:
-        """Alerts logged after the dispatcher closed (counted as dropped, never paged)."""
-        return self._late + sum(late for _, late in list(self._waiting))
 
     def add(self, alert: Alert, *, late: bool = False) -> None:
         """Count ``alert`` as dropped (``late``: logged after close); safe to re-enter."""
@@ -83,12 +73,9 @@ class Overflow:
         while waiting:
             alert, late = waiting.popleft()
             if late:
-                self._late += 1
+                self._ledger.late += 1  # under the lock, never re-entered: no count is lost
                 continue
-            key: Any = alert.fingerprint
-            other = key not in kinds and len(kinds) >= self._max_kinds
-            if other:
-                key = ("other", level_band(alert.levelno))
+            key, other = kind_key(alert, kinds, self._max_kinds)
             entry = kinds.get(key)
             if entry is None:
                 kinds[key] = [alert, 1, other]

@@ -4,9 +4,9 @@ No threads and no I/O here: every method takes ``now`` (monotonic seconds) and t
 so folding, budget, circuit and retry timing are tested without sleeping. The dispatcher feeds alerts in,
 asks :meth:`Pager.take_due` for the page to send, sends it, and reports back with :meth:`Pager.settle`.
 
-Every alert ends in exactly one counter: ``sent`` (it headed a kind in a delivered SMS), ``folded`` (it
-was counted in one), ``suppressed`` (counted in one that the SMS budget delayed), ``dropped`` (the buffer
-was full), ``failed`` (its SMS could not be delivered), or it is still ``pending``.
+Every alert it takes in ends in exactly one counter of the :class:`~smn_alert._ledger.Ledger` it writes to.
+What the worker should say about it (a retry, a refusal, dropped alerts) the pager words too, as a
+:data:`Note`; the dispatcher only logs it.
 """
 
 from __future__ import annotations
@@ -20,30 +20,23 @@ import time
 from collections.abc import Iterable
 from typing import Callable, Optional, Union
 
-from smn_alert._alert import Alert, Fingerprint
-from smn_alert._compose import GroupSummary, PageContext, compose, level_band
+from smn_alert._alert import OTHER_KINDS, Alert, Fingerprint, kind_key, other_kinds_key
+from smn_alert._compose import GroupSummary, PageContext, compose
+from smn_alert._ledger import Ledger
+from smn_alert._overflow import Dropped
 from smn_alert._ratelimit import Budget, CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert._senders import Delivery
-from smn_alert._settings import MAX_DURATION
 from smn_alert._smn import mask_number
 from smn_alert._text import redact
+from smn_alert._values import MAX_DURATION
 from smn_alert.errors import SMNConfigError, SMNError
-
-__all__ = [
-    "DEFAULT_MAX_GROUPS",
-    "DEFAULT_WINDOW",
-    "MAX_SLEEP",
-    "Counters",
-    "Group",
-    "Page",
-    "Pager",
-    "level_band",
-]
 
 #: Seconds after a page during which further alerts are folded into one digest.
 DEFAULT_WINDOW = 300.0
-#: Distinct kinds kept per digest; more are counted together as "other kinds" so memory stays bounded.
-DEFAULT_MAX_GROUPS = 200
+#: Distinct kinds one digest shows on its own; more are counted together as "other kinds" of their level
+#: band, so memory stays bounded. (The hand-over buffer keeps its own, smaller limit while it is full:
+#: ``_overflow.MAX_DROPPED_KINDS``, for the application thread's memory during a flood.)
+DEFAULT_MAX_KINDS_PER_PAGE = 200
 #: Longest :meth:`Pager.next_wakeup` lies ahead, in seconds: whatever a budget, circuit or window says, the
 #: worker looks again within an hour, and never asks a thread to wait longer than it can.
 MAX_SLEEP = 3600.0
@@ -51,11 +44,6 @@ MAX_SLEEP = 3600.0
 # A phone number in free text: seven digits or more, single spaces or hyphens between them allowed, not
 # part of a longer word (the digits inside a hex request id stay as they are).
 _NUMBER_IN_TEXT = re.compile(r"(?:\+|(?<![0-9A-Za-z]))[0-9](?:[ \-]?[0-9]){6,}(?![0-9A-Za-z])")
-
-
-def _other_key(levelno: int) -> Fingerprint:
-    """Key of the group counting kinds beyond ``max_groups`` in ``levelno``'s band (a CRITICAL stays one)."""
-    return ("", level_band(levelno), "<other kinds>", "", "")
 
 
 class Group:
@@ -108,27 +96,9 @@ class Page:
     trouble: Optional[str] = None  # why the text is a plain fallback (composing failed), for the log
 
 
-@dataclasses.dataclass
-class Counters:
-    """The ledger behind ``stats()``; see the module docstring for what each counter means."""
-
-    received: int = 0
-    sent: int = 0
-    folded: int = 0
-    suppressed: int = 0
-    dropped: int = 0
-    failed: int = 0
-    retried: int = 0
-    pages: int = 0
-    segments: int = 0
-    refused: int = 0
-    delivered: dict[str, int] = dataclasses.field(default_factory=dict)
-    last_error: Optional[str] = None
-
-
 Outcome = Union[Delivery, SMNError]
-#: What :meth:`Pager.settle` asks the dispatcher to log: ``(kind, text)``; kind is "retry", "refused" or
-#: "undelivered" (an alert was given up: always said, never rate-limited away).
+#: What the pager asks the dispatcher to log: ``(kind, text)``; kind is "retry", "refused", "recovered",
+#: "overflow" or "undelivered" (an alert was given up: always said, never rate-limited away).
 Note = tuple[str, str]
 
 
@@ -144,6 +114,8 @@ class Pager:
         max_groups: Distinct kinds kept per digest.
         segments: Counts the billed segments of a text for one recipient (number or topic).
         rng: Randomness for backoff jitter.
+        wall: Wall clock that dates "held back since HH:MM".
+        ledger: Where the counters go (a fresh one by default).
     """
 
     def __init__(
@@ -154,17 +126,18 @@ class Pager:
         retry: RetryPolicy,
         *,
         window: float = DEFAULT_WINDOW,
-        max_groups: int = DEFAULT_MAX_GROUPS,
+        max_groups: int = DEFAULT_MAX_KINDS_PER_PAGE,
         segments: Callable[[str, str], int] = lambda text, _: len(text),
         rng: random.Random | None = None,
         wall: Callable[[], float] = time.time,
+        ledger: Optional[Ledger] = None,
     ) -> None:
         _check_limits(window, max_groups)
         self.context, self.bucket, self.breaker, self.retry = context, bucket, breaker, retry
         self.window, self.max_groups, self._segments = window, max_groups, segments
         self._rng = rng or random.Random()
         self._wall = wall
-        self.counters = Counters()
+        self.ledger = Ledger() if ledger is None else ledger
         self._groups: dict[Fingerprint, Group] = {}
         self._window_end: Optional[float] = None
         self._window_level = 0
@@ -180,7 +153,7 @@ class Pager:
     # --- intake -------------------------------------------------------------------------------------
     def add(self, alert: Alert, now: float) -> None:
         """Fold one alert into the pending digest."""
-        self.counters.received += 1
+        self.ledger.received += 1
         self._group_for(alert, now).add(alert)
 
     def add_dropped(self, sample: Alert, count: int, now: float, *, other: bool = False) -> None:
@@ -190,30 +163,36 @@ class Pager:
         they count among "other kinds" of their level's band. The next page shows them in their kind's count
         and says how many of them were dropped.
         """
-        self.counters.received += count
-        self.counters.dropped += count
+        self.ledger.received += count
+        self.ledger.dropped += count
         self._dropped_unreported += count
         group = self._other_group(sample, now) if other else self._group_for(sample, now)
         group.add(sample, count)
         group.dropped += count
 
+    def add_overflow(self, count: int, kinds: Iterable[Dropped], capacity: int, now: float) -> Optional[Note]:
+        """Count what a full buffer of ``capacity`` dropped (see :meth:`add_dropped`); say it, if any."""
+        for sample, dropped, other in kinds:
+            self.add_dropped(sample, dropped, now, other=other)
+        return ("overflow", f"{count} alerts dropped: the buffer of {capacity} was full") if count else None
+
     def _group_for(self, alert: Alert, now: float) -> Group:
         """Return the group of ``alert``'s kind, made if new; past ``max_groups`` kinds, "other kinds"."""
-        key = alert.fingerprint
+        key, other = kind_key(alert, self._groups, self.max_groups)
+        if other:
+            return self._other_group(alert, now)
         group = self._groups.get(key)
         if group is None:
-            if len(self._groups) >= self.max_groups:
-                return self._other_group(alert, now)
             group = self._groups[key] = Group(alert, now)
         return group
 
     def _other_group(self, like: Alert, now: float) -> Group:
         """Return the group counting kinds beyond ``max_groups`` in ``like``'s band (its stand-in's kind)."""
-        key = _other_key(like.levelno)
+        key = other_kinds_key(like.levelno)
         group = self._groups.get(key)
         if group is None:
             band = key[1]  # the stand-in's fingerprint is the key, so a retry puts it back in its place
-            stand_in = Alert(band, logging.getLevelName(band), "", "<other kinds>", "alerts of other kinds",
+            stand_in = Alert(band, logging.getLevelName(band), "", OTHER_KINDS, "alerts of other kinds",
                              created=like.created)  # fmt: skip
             group = self._groups[key] = Group(stand_in, now)
         return group
@@ -297,7 +276,7 @@ class Pager:
         if not self.breaker.allow():
             return None
         if not self._paid and not self.bucket.try_acquire():
-            self.counters.last_error = "SMS budget spent; the last page at shutdown goes out anyway"
+            self.ledger.last_error = "SMS budget spent; the last page at shutdown goes out anyway"
         return self._build(now)
 
     def _token_ready(self) -> bool:
@@ -361,7 +340,7 @@ class Pager:
         return _NUMBER_IN_TEXT.sub(lambda match: mask_number(match.group(0)), masked)
 
     def _delivered(self, page: Page, delivery: Delivery) -> Optional[Note]:
-        counters = self.counters
+        counters = self.ledger
         kinds = sum(1 for group in page.groups if group.waiting > 0)
         counters.sent += kinds
         if page.held:
@@ -397,8 +376,8 @@ class Pager:
         if delay is None:
             return self._give_up(page, said + " (gave up retrying)", open_circuit=False)
         self._requeue(page)
-        self.counters.retried += 1
-        self.counters.last_error = said
+        self.ledger.retried += 1
+        self.ledger.last_error = said
         self._not_before, self._paid = now + delay, True
         edge = " (the last try before the alerts are too old)" if last else ""
         return "retry", f"{said}; retry {self._attempt} in {delay:.1f} s{edge}"
@@ -416,8 +395,8 @@ class Pager:
         self._failed_unreported += page.failed_before
 
     def _give_up(self, page: Page, reason: str, *, open_circuit: bool, cause: str = "") -> Optional[Note]:
-        self.counters.failed += page.alerts
-        self.counters.last_error = reason
+        self.ledger.failed += page.alerts
+        self.ledger.last_error = reason
         self._failed_unreported += page.alerts + page.failed_before
         self._dropped_unreported += page.dropped
         self._attempt, self._paid = 0, False
@@ -436,7 +415,7 @@ class Pager:
         for key, group in list(self._groups.items()):
             if now - group.first_mono >= self.retry.max_age:  # >=: next_wakeup wakes exactly then
                 del self._groups[key]
-                self.counters.failed += group.waiting
+                self.ledger.failed += group.waiting
                 self._failed_unreported += group.waiting
         if not self._groups:  # what a pending retry was for is gone: the next page starts afresh
             self._attempt, self._paid, self._not_before = 0, False, 0.0

@@ -1,4 +1,4 @@
-"""What the process does to live dispatchers (fork, multiprocessing, exit); which threads are workers.
+"""What the process does to live dispatchers: reset them in a forked child, close them at exit.
 
 A fork from C (uWSGI without ``--lazy-apps``) skips ``os.register_at_fork``: dispatchers notice the changed
 pid themselves and call :func:`forked_without_hooks`, which starts afresh as the fork hook would have.
@@ -7,22 +7,12 @@ pid themselves and call :func:`forked_without_hooks`, which starts afresh as the
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import sys
-import threading
 import weakref
-from collections.abc import Iterator
 from typing import Optional, Protocol
 
-__all__ = [
-    "LiveDispatcher",
-    "forked_without_hooks",
-    "is_worker",
-    "on_worker_thread",
-    "register",
-    "worker_thread",
-]
+from smn_alert import _guards
 
 
 class LiveDispatcher(Protocol):
@@ -43,8 +33,6 @@ class LiveDispatcher(Protocol):
 
 
 _live: weakref.WeakSet[LiveDispatcher] = weakref.WeakSet()
-# Idents of every dispatcher's worker thread: what they log never pages, through any handler or processor.
-_worker_threads: set[int] = set()
 # The process the live dispatchers were made or last reset in: another pid means a fork that skipped
 # Python's fork hooks. A dict, so that claiming the reset is one atomic step (setdefault).
 _current: dict[int, object] = {os.getpid(): True}
@@ -58,33 +46,12 @@ def register(dispatcher: LiveDispatcher) -> None:
         _finalize_in_multiprocessing_child(None)  # built inside a pool child: close it on os._exit too
 
 
-@contextlib.contextmanager
-def worker_thread() -> Iterator[None]:
-    """Mark the calling thread as a worker (its logging must not page) until the block ends."""
-    ident = threading.get_ident()
-    _worker_threads.add(ident)
-    try:
-        yield
-    finally:
-        _worker_threads.discard(ident)
-
-
-def on_worker_thread() -> bool:
-    """Tell whether the calling thread is one of smn_alert's workers (its logging must not page)."""
-    return threading.get_ident() in _worker_threads
-
-
-def is_worker(ident: Optional[int]) -> bool:
-    """Tell whether thread ``ident`` (a record's ``thread``; None when not recorded) is a worker."""
-    return ident in _worker_threads
-
-
 def _reset_after_fork() -> None:
     pid = os.getpid()
     _current[pid] = True
     for other in [known for known in _current if known != pid]:
         _current.pop(other, None)
-    _worker_threads.clear()
+    _guards.forget_workers()  # the parent's worker threads do not exist here
     for dispatcher in list(_live):
         dispatcher.after_fork_in_child()
 

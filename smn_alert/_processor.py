@@ -17,13 +17,11 @@ import time
 from collections.abc import MutableMapping
 from typing import Any, Callable, Optional, Union
 
-from smn_alert._alert import Alert, is_own_logger, mark_paged
+from smn_alert._alert import Alert
 from smn_alert._build import build_dispatcher
-from smn_alert._dispatcher import on_worker_thread
+from smn_alert._guards import is_ignored_logger, mark_paged, on_worker_thread
 from smn_alert._senders import Sender
 from smn_alert._settings import PagerSettings, check_level
-
-__all__ = ["SMNProcessor"]
 
 _LEVELS = {
     "critical": logging.CRITICAL,
@@ -96,7 +94,7 @@ class SMNProcessor:
             if levelno is None or levelno < self.levelno or on_worker_thread():
                 return event_dict
             name = _logger_name(logger, event_dict)
-            if not is_own_logger(name):
+            if not is_ignored_logger(name):
                 alert = Alert.from_event_dict(
                     event_dict, name, levelno, _NAMES.get(levelno, f"LEVEL{levelno}")
                 )

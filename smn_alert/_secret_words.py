@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from typing import Callable, NamedTuple, Optional
 
-__all__ = ["KEY_WORDS", "SECRET_SHAPES", "SecretShape", "is_card_number", "is_secret_key", "masked"]
-
 #: Regular-expression alternatives for secret key names, matched case-insensitively at a name's end.
 KEY_WORDS = (
     r"passw(?:or)?d|passphrase|passcode|pwd|secret|token|credentials?|apikey"

@@ -11,24 +11,24 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from smn_alert import _smn
+from smn_alert._dispatcher import DEFAULT_CAPACITY, DEFAULT_SHUTDOWN_TIMEOUT
+from smn_alert._pager import DEFAULT_WINDOW
 from smn_alert._ratelimit import DEFAULT_MAX_AGE
 from smn_alert._request_fields import resolve_request_fields
-from smn_alert._smn import mask_number as mask_number  # noqa: PLC0414 (temporary: see below)
+from smn_alert._smn import mask_number
 from smn_alert._text import DEFAULT_MAX_LENGTH, compile_user_patterns
-from smn_alert._values import MAX_DURATION as MAX_DURATION  # noqa: PLC0414 (temporary: see below)
-from smn_alert._values import invalid, to_number
+from smn_alert._values import MAX_DURATION, invalid, to_number
 from smn_alert.errors import SMNConfigError
-
-# Temporary: _handler and _pager still import mask_number and MAX_DURATION from here; once they import them
-# from _smn and _values, the two "X as X" re-exports above become plain imports.
 
 #: Environment variable holding the service prefix put in every SMS.
 ENV_PREFIX = "SMN_ALERT_PREFIX"
 
 # Defaults of settings another module uses are that module's (imported above: DEFAULT_MAX_LENGTH is the
-# composer's, DEFAULT_MAX_AGE the retry policy's); those below are used by the settings alone.
+# composer's, DEFAULT_MAX_AGE the retry policy's, DEFAULT_WINDOW the pager's, DEFAULT_CAPACITY and
+# DEFAULT_SHUTDOWN_TIMEOUT the dispatcher's); those below are used by the settings alone. The engine never
+# imports this module: settings point at the engine, not back.
 #: Shortest ``max_length`` a user may set: room for level, logger and message. It is above the composer's
-#: own floor (``_compose.MIN_MAX_LENGTH``, 20) by the longest signature (18), which shares the length.
+#: own floor (``_compose.MIN_PAGE_LENGTH``, 20) by the longest signature (18), which shares the length.
 MIN_MAX_LENGTH_SETTING = 40
 #: Longest service prefix, in characters.
 MAX_PREFIX_LENGTH = 40
@@ -39,14 +39,6 @@ DEFAULT_BUDGET_PERIOD = 600.0
 #: SMS per 12 hours, under SMN's 200 per number (SMN.0057). The bucket starts full and refills over 12
 #: hours, so any 12 hours can see twice this many, plus the last page at shutdown: 2 x 99 + 1 = 199.
 DEFAULT_BUDGET_12H = (_smn.PER_NUMBER_LONG_LIMIT - 1) // 2
-# The same values as _pager.DEFAULT_WINDOW and _dispatcher.DEFAULT_CAPACITY / DEFAULT_SHUTDOWN_TIMEOUT
-# (tests/test_settings.py pins that): they cannot be imported while _pager imports this module.
-#: Seconds during which alerts that follow a first page are folded into one digest.
-DEFAULT_WINDOW = 300.0
-#: Alerts the hand-over buffer holds before texts are dropped (counts are kept).
-DEFAULT_CAPACITY = 10_000
-#: Seconds ``close()`` and interpreter exit wait for pending pages.
-DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 #: Smallest buffer allowed.
 MIN_CAPACITY = 10
 #: Seconds sending stops after an error no retry can fix (bad credentials, unknown sign).

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from smn_alert._smn import LONG_WINDOW
 from smn_alert.errors import SMNConfigError
 
 __all__ = [
     "CRITICAL_BAND",
-    "DEFAULT_BUDGET",
     "ERROR_BAND",
     "HELD_KEEP",
     "KEEP_WINDOWS",
@@ -58,8 +58,6 @@ OTHER_KINDS = "<other kinds>"
 CRITICAL_BAND = 50
 #: ... and the rest in the ERROR band.
 ERROR_BAND = 40
-#: The pager's default budget: 5 pages per 10 minutes and 150 per 12 hours (SMN allows 200 a number).
-DEFAULT_BUDGET: tuple[tuple[float, float], ...] = ((5.0, 600.0), (150.0, 43200.0))
 #: A token bucket: ``(capacity, period)``, "capacity tokens per period seconds".
 Bucket = tuple[float, float]
 #: A window and its counts are kept this many windows past its end (then a quiet target leaves nothing) ...
@@ -71,7 +69,7 @@ ORPHAN_KEEP = 3600.0
 #: Seconds a claimed digest is kept past its lease for another process to send it (as long as alerts live).
 PAYLOAD_KEEP = 900.0
 #: Seconds a note that a page was held back is kept for the next claim (the long budget bucket's period).
-HELD_KEEP = 43200.0
+HELD_KEEP = LONG_WINDOW
 
 # Store times near 2e9 s are exact to about 2e-7 s: a spend that fits within a microsecond fits.
 EPSILON = 1e-6

@@ -8,32 +8,22 @@ from collections.abc import Callable, Iterable
 from typing import Literal, Union
 
 from smn_alert._secret_words import SECRET_SHAPES
-from smn_alert._smn import MAX_MESSAGE_LENGTH
+from smn_alert._smn import MAX_MESSAGE_LENGTH, TOPIC_FORBIDDEN
 from smn_alert.errors import SMNConfigError
-
-__all__ = [
-    "BRACKETS",
-    "DEFAULT_MAX_LENGTH",
-    "DEFAULT_REDACTIONS",
-    "REDACTED",
-    "billed_segments",
-    "compile_redactions",
-    "count_segments",
-    "fit_to_length",
-    "redact",
-    "sanitize",
-    "sms_encoding",
-]
 
 #: An SMS message is at most this many characters (SmsBatchPublish, and what topic SMS subscribers get).
 DEFAULT_MAX_LENGTH = MAX_MESSAGE_LENGTH
 #: What a secret is replaced with; ``*`` is GSM-7, so redaction never makes an SMS bill as UCS-2.
 REDACTED = "***"
-#: Brackets that must not reach a phone, and what replaces them: a topic refuses ``[]``/``【】``, and with a
-#: sign, ``【】`` in the text could fake a signature. The CJK and full-width lookalikes go too.
+# Lookalikes of the brackets a topic refuses: CJK, full-width and mathematical ones, opening then closing.
+_LOOKALIKE_OPENING = "\u3014\uff3b\u3016\u3018\u27e6"
+_LOOKALIKE_CLOSING = "\u3015\uff3d\u3017\u3019\u27e7"
+#: Brackets that must not reach a phone, and what replaces them: those a topic refuses
+#: (:data:`~smn_alert._smn.TOPIC_FORBIDDEN`, listed as pairs: ``[]【】``), and, since with a sign ``【】`` in
+#: the text could fake a signature, their lookalikes too.
 BRACKETS = {
-    **dict.fromkeys("[\u3010\u3014\uff3b\u3016\u3018\u27e6", "("),  # [ and CJK, full-width, math lookalikes
-    **dict.fromkeys("]\u3011\u3015\uff3d\u3017\u3019\u27e7", ")"),  # ] and theirs
+    **dict.fromkeys(TOPIC_FORBIDDEN[0::2] + _LOOKALIKE_OPENING, "("),
+    **dict.fromkeys(TOPIC_FORBIDDEN[1::2] + _LOOKALIKE_CLOSING, ")"),
 }
 
 RedactPattern = Union[str, "re.Pattern[str]"]

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smn_alert._alert import Alert
-from smn_alert._compose import GroupSummary, PageContext, compose, format_clock, human_duration, level_band
+from smn_alert._alert import Alert, level_band
+from smn_alert._compose import GroupSummary, PageContext, compose, format_clock, human_duration
 from smn_alert._text import DEFAULT_MAX_LENGTH, compile_redactions, sms_encoding
 
 ALL_BRACKETS = set("[]【】〔〕［］")  # noqa: RUF001 - the lookalikes are the point

@@ -17,6 +17,7 @@ import pytest
 from smn_alert._alert import Alert
 from smn_alert._compose import PageContext
 from smn_alert._dispatcher import MAX_WAIT, Dispatcher, wait_seconds
+from smn_alert._ledger import Ledger
 from smn_alert._pager import Pager
 from smn_alert._ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert.errors import SMNAuthError, SMNServerError
@@ -36,7 +37,7 @@ def make_dispatcher(
     budget: int = 50,
     name: str = "smn_alert",
 ) -> Dispatcher:
-    def make_pager() -> Pager:
+    def make_pager(ledger: Ledger) -> Pager:
         return Pager(
             PageContext(prefix="svc"),
             TokenBucket(budget, 600.0),
@@ -44,6 +45,7 @@ def make_dispatcher(
             RetryPolicy(base=0.01, cap=0.05, max_age=30.0),
             window=300.0,
             rng=random.Random(1),
+            ledger=ledger,
         )
 
     return Dispatcher(sender, make_pager, capacity=capacity, shutdown_timeout=shutdown_timeout, name=name)
@@ -243,9 +245,11 @@ class TestClose:
         """A circuit that reopens before the close deadline: close() sends then, not at the window's end."""
         sender.outcomes = [SMNAuthError("bad signature", status=401, code="APIG.0301")]
 
-        def make_pager() -> Pager:
+        def make_pager(ledger: Ledger) -> Pager:
             breaker = CircuitBreaker(0.3, 1.0)
-            return Pager(PageContext(), TokenBucket(50, 600.0), breaker, RetryPolicy(), window=300.0)
+            return Pager(
+                PageContext(), TokenBucket(50, 600.0), breaker, RetryPolicy(), window=300.0, ledger=ledger
+            )
 
         dispatcher = Dispatcher(sender, make_pager, shutdown_timeout=3.0)
         dispatcher.submit(alert("first"))

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from smn_alert._alert import Alert
+from smn_alert._alert import Alert, level_band
 from smn_alert._build import build_dispatcher
 from smn_alert._compose import PageContext
-from smn_alert._pager import MAX_SLEEP, Page, Pager, level_band
+from smn_alert._pager import MAX_SLEEP, Page, Pager
 from smn_alert._ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert._senders import Delivery, Refusal
 from smn_alert._settings import PagerSettings
@@ -53,7 +53,7 @@ def deliver(pager: Pager, page: Page, now: float) -> None:
 
 
 def ledger(pager: Pager) -> int:
-    c = pager.counters
+    c = pager.ledger
     return c.sent + c.folded + c.suppressed + c.dropped + c.failed + pager.pending
 
 
@@ -84,8 +84,8 @@ class TestFirstPageAndFolding:
         assert digest is not None
         assert "1,234" in digest.text and "cache miss storm" in digest.text
         deliver(pager, digest, clock())
-        assert (pager.counters.sent, pager.counters.folded) == (1 + 2, 1237 - 2)
-        assert ledger(pager) == pager.counters.received == 1238
+        assert (pager.ledger.sent, pager.ledger.folded) == (1 + 2, 1237 - 2)
+        assert ledger(pager) == pager.ledger.received == 1238
 
     def test_spell_is_quiet_again_after_an_empty_window(self) -> None:
         """A window without alerts ends the spell: the next alert pages at once again."""
@@ -133,7 +133,7 @@ class TestFirstPageAndFolding:
         page = pager.take_due(clock())
         assert page is not None and page.text.startswith("shop CRITICAL")
         deliver(pager, page, clock())
-        assert ledger(pager) == pager.counters.received == 7
+        assert ledger(pager) == pager.ledger.received == 7
 
     def test_a_page_that_cannot_be_composed_still_goes_out(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """If writing the text fails (a bug), a plain page goes out and no alert is lost from the ledger."""
@@ -149,7 +149,7 @@ class TestFirstPageAndFolding:
         assert page is not None and page.text.startswith("smn_alert: 1 alerts")
         assert page.trouble is not None and "RuntimeError" in page.trouble  # the dispatcher logs it
         deliver(pager, page, clock())
-        assert pager.counters.sent == 1 and ledger(pager) == 1
+        assert pager.ledger.sent == 1 and ledger(pager) == 1
 
     def test_distinct_kinds_are_bounded(self) -> None:
         """Past max_groups distinct kinds, the rest are counted together and still add up."""
@@ -193,7 +193,7 @@ class TestLevelBands:
         assert page.text.startswith("shop CRITICAL x")  # critical ones first, counted by band
         assert "CRITICAL x9," in page.text and "alerts of other kinds" in page.text
         deliver(pager, page, clock())
-        assert ledger(pager) == pager.counters.received == 10_000
+        assert ledger(pager) == pager.ledger.received == 10_000
 
     def test_dropped_alerts_of_custom_levels_share_their_band(self) -> None:
         """Alerts the buffer only counted, at thousands of levels, add up in a group per band."""
@@ -207,7 +207,7 @@ class TestLevelBands:
         assert sorted(group.count for group in page.groups) == [18, 5982]
         assert "6,000 of these only counted" in page.text
         deliver(pager, page, clock())
-        assert ledger(pager) == pager.counters.received == 6000
+        assert ledger(pager) == pager.ledger.received == 6000
 
     def test_a_custom_level_above_critical_beyond_the_kinds_limit_still_escalates(self) -> None:
         """Past max_groups kinds, a level-55 alert is counted as CRITICAL and pages at once."""
@@ -272,7 +272,7 @@ class TestBudget:
         page = pager.take_due(clock.advance(wake - clock()))
         assert page is not None and "40 of these held back" in page.text
         deliver(pager, page, clock())
-        assert pager.counters.suppressed == 39 and ledger(pager) == 41
+        assert pager.ledger.suppressed == 39 and ledger(pager) == 41
 
     def test_shutdown_may_override_a_spent_budget_once(self) -> None:
         """The last page at shutdown goes out even when the budget is spent."""
@@ -303,7 +303,7 @@ class TestFailures:
         retry = pager.take_due(clock.advance(wake - clock()))
         assert retry is not None and retry.alerts == 2
         deliver(pager, retry, clock())
-        assert pager.counters.retried == 1 and ledger(pager) == 2 and pager.counters.failed == 0
+        assert pager.ledger.retried == 1 and ledger(pager) == 2 and pager.ledger.failed == 0
 
     def test_retry_after_is_honoured(self) -> None:
         """A 429 with Retry-After: 30 is not retried before 30 seconds."""
@@ -322,7 +322,7 @@ class TestFailures:
         pager = make_pager(clock)
         pager.add(alert(), clock())
         attempts = 0
-        while pager.counters.failed == 0 and attempts < 100:
+        while pager.ledger.failed == 0 and attempts < 100:
             wake = pager.next_wakeup(clock())
             assert wake is not None
             page = pager.take_due(clock.advance(max(0.0, wake - clock())))
@@ -330,7 +330,7 @@ class TestFailures:
                 continue
             attempts += 1
             pager.settle(page, SMNServerError("down", status=502), clock())
-        assert pager.counters.failed == 1 and pager.pending == 0
+        assert pager.ledger.failed == 1 and pager.pending == 0
         assert clock() - 1000.0 <= 900.0 + 60.0
         assert attempts > 3
 
@@ -345,14 +345,14 @@ class TestFailures:
         note = pager.settle(page, throttled, clock.advance(0.2))  # the answer took 0.2 s
 
         assert note is not None and note[0] == "retry" and "last try" in note[1]
-        assert pager.counters.failed == 0 and pager.pending == 1
+        assert pager.ledger.failed == 0 and pager.pending == 1
         assert pager.next_wakeup(clock()) == pytest.approx(1000.0 + 900.0 - 1.0)
         assert pager.take_due(clock.advance(898.3)) is None
         last = pager.take_due(clock.advance(0.5))
         assert last is not None and last.alerts == 1
         note = pager.settle(last, throttled, clock())
         assert note is not None and note[0] == "undelivered" and "gave up retrying" in note[1]
-        assert pager.counters.failed == 1 and pager.pending == 0 and pager.counters.retried == 1
+        assert pager.ledger.failed == 1 and pager.pending == 0 and pager.ledger.retried == 1
 
     def test_the_last_try_at_the_edge_can_deliver(self) -> None:
         """If the server is fine again by then, the last try delivers the alert."""
@@ -365,7 +365,7 @@ class TestFailures:
         last = pager.take_due(clock.advance(898.8))
         assert last is not None
         deliver(pager, last, clock())
-        assert pager.counters.sent == 1 and pager.counters.failed == 0
+        assert pager.ledger.sent == 1 and pager.ledger.failed == 0
 
     @pytest.mark.parametrize(
         "error",
@@ -381,7 +381,7 @@ class TestFailures:
         assert page is not None
         note = pager.settle(page, error, clock())  # type: ignore[arg-type]
         assert note is not None and note[0] == "undelivered" and "1 alert not delivered" in note[1]
-        assert pager.counters.failed == 1 and pager.counters.retried == 0
+        assert pager.ledger.failed == 1 and pager.ledger.retried == 0
         pager.add(alert("still broken"), clock.advance(10))
         assert pager.take_due(clock(), force=True) is None
         trial = pager.take_due(clock.advance(300.0))
@@ -401,7 +401,7 @@ class TestFailures:
         wake = pager.next_wakeup(clock())
         assert wake is not None and wake == pytest.approx(1000.0 + 900.0)
         assert pager.take_due(clock.advance(901.0)) is None
-        assert pager.counters.failed == 1 and pager.pending == 0
+        assert pager.ledger.failed == 1 and pager.pending == 0
 
     def test_expiry_forgets_the_retry_it_cuts_short(self) -> None:
         """A retried page that expires behind an open circuit leaves no paid-for retry behind it."""
@@ -414,7 +414,7 @@ class TestFailures:
         pager.breaker.open("credentials revoked meanwhile")
         pager.breaker._cooldown = 5000.0
         assert pager.take_due(clock.advance(901.0)) is None
-        assert pager.counters.failed == 1
+        assert pager.ledger.failed == 1
         pager.breaker.record_success()
         pager.add(alert("later"), clock.advance(1))
         assert pager.bucket.next_available() == 0  # the budget refilled meanwhile ...
@@ -432,7 +432,7 @@ class TestFailures:
         note = pager.settle(page, delivery, clock())
         assert note is not None and note[0] == "refused"
         assert "SMN.0160" in note[1] and "+8613900000000" not in note[1]
-        assert pager.counters.refused == 1 and pager.counters.pages == 1 and pager.pending == 0
+        assert pager.ledger.refused == 1 and pager.ledger.pages == 1 and pager.pending == 0
 
     def test_every_number_refused_is_a_failure(self) -> None:
         """When SMN refused every number, the alerts count as failed and the circuit opens."""
@@ -442,7 +442,7 @@ class TestFailures:
         page = pager.take_due(clock())
         assert page is not None
         pager.settle(page, Delivery(delivered=(), refused=(Refusal(NUMBER, "SMN.0057", "limit"),)), clock())
-        assert pager.counters.failed == 1 and pager.breaker.is_open
+        assert pager.ledger.failed == 1 and pager.breaker.is_open
 
 
 class TestDropped:
@@ -459,7 +459,7 @@ class TestDropped:
         assert "x978" in page.text and "x20" in page.text and "x3" in page.text
         assert "1,000 of these only counted" in page.text
         deliver(pager, page, clock())
-        assert pager.counters.dropped == 1000 and pager.counters.sent == 1 and ledger(pager) == 1001
+        assert pager.ledger.dropped == 1000 and pager.ledger.sent == 1 and ledger(pager) == 1001
 
 
 class TestLedger:
@@ -485,8 +485,8 @@ class TestLedger:
             page = pager.take_due(clock(), force=rng.random() < 0.05)
             if page is not None:
                 pager.settle(page, rng.choice(outcomes), clock())
-            assert ledger(pager) == pager.counters.received
-        assert pager.counters.sent > 0 and pager.counters.failed > 0 and pager.counters.suppressed > 0
+            assert ledger(pager) == pager.ledger.received
+        assert pager.ledger.sent > 0 and pager.ledger.failed > 0 and pager.ledger.suppressed > 0
 
 
 SECRET_TEXT = "login refused: password=hunter2 for +8613800000000"
@@ -494,7 +494,7 @@ SECRET_TEXT = "login refused: password=hunter2 for +8613800000000"
 
 def shown(pager: Pager, note: object) -> str:
     """Everything diagnostics may show after a failure: the note, last_error, the circuit's reason."""
-    return f"{note} | {pager.counters.last_error} | {pager.breaker.last_reason}"
+    return f"{note} | {pager.ledger.last_error} | {pager.breaker.last_reason}"
 
 
 class TestErrorText:
@@ -538,7 +538,7 @@ class TestErrorText:
         page = pager.take_due(clock())
         assert page is not None
         pager.settle(page, SMNServerError(f"busy ({kept})", status=503), clock())
-        assert kept in str(pager.counters.last_error)
+        assert kept in str(pager.ledger.last_error)
 
     def test_stats_and_the_smn_alert_log_never_show_the_secret(
         self, caplog: pytest.LogCaptureFixture

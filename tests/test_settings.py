@@ -102,7 +102,7 @@ class TestNumbers:
         assert settings.max_retry_age == _ratelimit.DEFAULT_MAX_AGE
         # The shortest max_length a user may set leaves the composer its own minimum after the longest
         # signature ("【" + 16 + "】"), which shares the page's length.
-        assert _settings.MIN_MAX_LENGTH_SETTING - 18 >= _compose.MIN_MAX_LENGTH
+        assert _settings.MIN_MAX_LENGTH_SETTING - 18 >= _compose.MIN_PAGE_LENGTH
 
     def test_none_means_default(self) -> None:
         """A setting given as None (null in YAML) falls back to its default."""

@@ -1,0 +1,127 @@
+"""The hand-over buffer: what the application thread touches on its way to the worker.
+
+The application thread only appends to a deque and, when the worker sleeps, puts a token on a
+``queue.SimpleQueue`` (whose ``put`` is safe to re-enter from a signal handler or ``__del__``): no lock
+that is not re-entrant is taken on that path and nothing there can block. Past the capacity an alert is
+only counted, by kind (:class:`~smn_alert._overflow.Overflow`); CRITICALs get a reserve first.
+
+The fast path is :meth:`HandOver.put`; replacing it (a calling-thread fast path, a shared queue) is a change
+to this module alone. The worker side is :meth:`HandOver.wait` and the ``take_*`` methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+from collections import deque
+from collections.abc import Iterator
+from typing import Optional
+
+from smn_alert._alert import Alert
+from smn_alert._ledger import Ledger
+from smn_alert._overflow import Dropped, Overflow
+
+#: The longest the idle worker sleeps in one go (it then looks again): keeps any timeout in range.
+MAX_SLEEP = 3600.0
+
+
+class HandOver:
+    """Alerts handed from any thread to one worker, in bounded memory.
+
+    Args:
+        capacity: Alerts held; past it, ERRORs are counted as dropped. CRITICALs get a reserve of a tenth
+            more (at least 10), so a CRITICAL is never dropped to keep an ERROR.
+        ledger: Where alerts logged after close are counted.
+    """
+
+    def __init__(self, capacity: int, ledger: Ledger) -> None:
+        self.capacity = capacity
+        self._ceiling = capacity + max(10, capacity // 10)
+        self._limit = capacity
+        self._alerts: deque[Alert] = deque()
+        # The worker sleeps on this queue and a token wakes it. SimpleQueue.put is re-entrant (safe from a
+        # signal handler or __del__); threading.Event.set is not: its lock would deadlock the thread.
+        self._wakeup: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._asleep = False  # the worker sleeps (or is about to) on _wakeup: a new alert puts a token
+        self._overflow = Overflow(ledger)  # alerts counted while the buffer was full, or after close
+
+    # --- application thread -------------------------------------------------------------------------
+    def put(self, alert: Alert) -> bool:
+        """Append ``alert`` and wake the worker if it sleeps; False (nothing done) when the buffer is full."""
+        alerts = self._alerts
+        if len(alerts) >= self._limit:
+            return False
+        alerts.append(alert)
+        if self._asleep:
+            self.wake()
+        return True
+
+    def put_reserve(self, alert: Alert) -> bool:
+        """Admit a CRITICAL into the reserve past the capacity; False if it is full too (or not CRITICAL)."""
+        if alert.levelno >= logging.CRITICAL and len(self._alerts) < self._ceiling:
+            self._alerts.append(alert)
+            self.wake()
+            return True
+        return False
+
+    def put_late(self, alert: Alert) -> None:
+        """Append ``alert`` past any limit: logged after close, it is paged within the deadline left."""
+        self._alerts.append(alert)
+
+    def count_dropped(self, alert: Alert, *, late: bool = False) -> None:
+        """Count ``alert`` as dropped (``late``: logged after close, never paged); safe to re-enter."""
+        self._overflow.add(alert, late=late)
+
+    def wake(self) -> None:
+        """Wake the worker if it sleeps."""
+        if self._asleep:
+            self._asleep = False
+            self._wakeup.put(None)
+
+    def poke(self) -> None:
+        """Have the worker look once, asleep or not (flush, close)."""
+        self._wakeup.put(None)
+
+    def close(self) -> None:
+        """Take no more alerts: every later ``put`` fails, and the caller counts (or pages late) the alert."""
+        self._limit = 0
+
+    # --- worker thread ------------------------------------------------------------------------------
+    def wait(self, seconds: Optional[float]) -> None:
+        """Sleep until a token comes (new alert, flush, close) or ``seconds`` pass; take every token."""
+        self._asleep = True
+        if not self._alerts:  # after _asleep: an alert appended now puts a token, one before is seen here
+            if seconds is not None and not 0.0 <= seconds <= MAX_SLEEP:
+                seconds = MAX_SLEEP if seconds > MAX_SLEEP else 0.0
+            with contextlib.suppress(queue.Empty):
+                self._wakeup.get(timeout=seconds)
+        self._asleep = False
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._wakeup.get_nowait()
+
+    def take_alerts(self) -> Iterator[Alert]:
+        """Yield the alerts handed over, oldest first, until none is left."""
+        alerts = self._alerts
+        while alerts:
+            yield alerts.popleft()
+
+    def take_dropped(self) -> tuple[int, list[Dropped]]:
+        """Return how many alerts were dropped since the last take, and their kinds (``Overflow.take``)."""
+        return self._overflow.take() if self._overflow.dropped else (0, [])
+
+    # --- observation --------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Alerts handed over and not taken yet."""
+        return len(self._alerts)
+
+    @property
+    def queued(self) -> int:
+        """Alerts handed over (or counted while full) that the worker has not taken yet."""
+        return len(self._alerts) + self._overflow.dropped
+
+    @property
+    def dropped(self) -> int:
+        """Alerts counted while the buffer was full, not taken yet."""
+        return self._overflow.dropped
