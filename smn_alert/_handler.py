@@ -16,7 +16,7 @@ from smn_alert._alert import Alert
 from smn_alert._build import build_dispatcher
 from smn_alert._guards import DECISIONS, is_ignored_logger, is_worker, on_worker_thread, was_paged
 from smn_alert._senders import Sender
-from smn_alert._settings import PagerSettings
+from smn_alert._settings import PagerSettings, check_level
 from smn_alert._smn import mask_number
 
 
@@ -53,11 +53,11 @@ class SMNHandler(logging.Handler):
         # Validate and build everything before logging.Handler registers us: a refused configuration
         # must not leave a half-made handler for logging.shutdown() to trip over at exit.
         checked = PagerSettings.from_kwargs(**settings)
-        logging._checkLevel(level)  # type: ignore[attr-defined]  # the same check Handler makes, first
+        levelno = check_level(level)  # a bad level is the same SMNConfigError as any bad setting
         dispatcher = build_dispatcher(
             checked, sender=sender, clock=clock, wall=wall, name="smn_alert-handler"
         )
-        super().__init__(level)
+        super().__init__(levelno)
         self.settings, self._dispatcher = checked, dispatcher
 
     def handle(self, record: logging.LogRecord) -> Any:

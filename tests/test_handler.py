@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import pytest
 
-from smn_alert import SMNHandler
+from smn_alert import SMNConfigError, SMNHandler
 from smn_alert.testing import FakeClock, FakeSMNServer
 
 from .conftest import RecordingSender
@@ -120,6 +120,19 @@ def configured() -> Iterator[list[str]]:
 
 
 class TestConfiguration:
+    @pytest.mark.parametrize("level", [3.5, True, "loud", None])
+    def test_bad_level_is_a_configuration_error_naming_it(self, level: object) -> None:
+        """level=3.5 is the same ValueError (SMNConfigError) as any bad setting, not a TypeError."""
+        with pytest.raises(SMNConfigError, match=r"^level="):
+            SMNHandler(NUMBERS, sign_id=SIGN, sender=RecordingSender(), level=level)  # type: ignore[arg-type]
+
+    def test_level_names_in_any_case_and_numeric_strings(self) -> None:
+        """'error', 'Error' and '40' (as INI files give it) all mean ERROR."""
+        for level in ("error", "Error", "40", 40):
+            handler = SMNHandler(NUMBERS, sign_id=SIGN, sender=RecordingSender(), level=level)
+            handler.close()
+            assert handler.level == logging.ERROR
+
     def test_dict_config_with_plain_json_values_pages(
         self, smn_server: FakeSMNServer, configured: list[str]
     ) -> None:
