@@ -147,17 +147,19 @@ class TestCodeBlocks:
         assert "Traceback (most recent call last):" in result.stderr
         assert any("celery.app.trace: Task tasks.charge(7f3a) raised: KeyError" in text for text in texts)
 
-    def test_pytest_block_passes(self, tmp_path: Path) -> None:
-        """The smn_server fixture example is a passing test in a project of its own."""
-        [body] = [b for b in blocks("python") if "def test_" in b]
-        (tmp_path / "test_alerting.py").write_text(body, encoding="utf-8")
+    def test_pytest_blocks_pass(self, tmp_path: Path) -> None:
+        """The testing examples (smn_server fixture, RecordingSender) pass in a project of their own."""
+        bodies = [b for b in blocks("python") if "def test_" in b]
+        assert len(bodies) == 2
+        for index, body in enumerate(bodies):
+            (tmp_path / f"test_alerting_{index}.py").write_text(body, encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SMN_ALERT_", "HUAWEICLOUD_SDK_"))}
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_alerting.py"]
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "."]
         result = subprocess.run(
             command, check=False, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
         )
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "1 passed" in result.stdout
+        assert "2 passed" in result.stdout
 
     def test_every_block_has_a_known_language(self) -> None:
         """No code block escapes these tests by having an unexpected (or no) language tag."""
