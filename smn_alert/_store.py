@@ -190,14 +190,22 @@ class Store(Protocol):
         folds the alert into its local counts and sends them with :meth:`add`.
         """
 
-    def add(self, target: str, deltas: Sequence[KindDelta], *, process: str, host: str) -> None:
-        """Merge one process's folded counts into the target's window and note the process as contributor."""
+    def add(
+        self, target: str, deltas: Sequence[KindDelta], *, process: str, host: str, ttl: float | None = None
+    ) -> None:
+        """Merge one process's folded counts into the target's window and note the process as contributor.
 
-    def claim(self, target: str, *, window: float, lease: float, max_kinds: int = 200) -> Claim | None:
+        With ``ttl`` the same round trip is also :meth:`heartbeat` (one operation a second, not two).
+        """
+
+    def claim(
+        self, target: str, *, window: float, lease: float, max_kinds: int = 200, force: bool = False
+    ) -> Claim | None:
         """Take a digest to send, under a lease of ``lease`` seconds, or return None when none is due.
 
         First re-offers a claim whose lease expired unacknowledged. Else, when the window has ended, reads and
         resets its counts in one step and re-arms the window; when nothing was counted the target is quiet.
+        With ``force`` the counts are taken even while the window is open (a flush, the last process leaving).
         """
 
     def renew(self, target: str, claim_id: str, lease: float) -> bool:

@@ -174,20 +174,27 @@ class RedisStore:
         check_positive(window=window)
         return bool(self._call("observe", target, int(level), float(window)) == 1)
 
-    def add(self, target: str, deltas: Sequence[KindDelta], *, process: str, host: str) -> None:
+    def add(
+        self, target: str, deltas: Sequence[KindDelta], *, process: str, host: str, ttl: float | None = None
+    ) -> None:
         """See :meth:`smn_alert._store.Store.add`; no round trip when there is nothing to add."""
+        if ttl is not None:
+            check_positive(ttl=ttl)
         if not deltas:
             return
-        args: list[str | int | float] = [process, host, len(deltas)]
+        args: list[str | int | float] = [process, host, "" if ttl is None else float(ttl), len(deltas)]
         for delta in deltas:
             args += [delta.kind, delta.level, delta.count, delta.sample, delta.first_seen, delta.last_seen]
         self._call("add", target, *args)
 
-    def claim(self, target: str, *, window: float, lease: float, max_kinds: int = 200) -> Claim | None:
+    def claim(
+        self, target: str, *, window: float, lease: float, max_kinds: int = 200, force: bool = False
+    ) -> Claim | None:
         """See :meth:`smn_alert._store.Store.claim`."""
         check_positive(window=window, lease=lease, max_kinds=max_kinds)
         claim_id = uuid.uuid4().hex
-        found = self._call("claim", target, claim_id, float(window), float(lease), int(max_kinds))
+        args = (claim_id, float(window), float(lease), int(max_kinds), int(force))
+        found = self._call("claim", target, *args)
         return None if found is None else decode_claim(claim_id, found[0], found[1] == 1)
 
     def renew(self, target: str, claim_id: str, lease: float) -> bool:

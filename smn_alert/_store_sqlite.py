@@ -218,16 +218,24 @@ class SQLiteStore:
         check_positive(window=window)
         return self._run(target, lambda db, now: _observe(db, target, now, level, window))
 
-    def add(self, target: str, deltas: Sequence[KindDelta], *, process: str, host: str) -> None:
+    def add(
+        self, target: str, deltas: Sequence[KindDelta], *, process: str, host: str, ttl: float | None = None
+    ) -> None:
         """See :meth:`smn_alert._store.Store.add`; no round trip when there is nothing to add."""
+        if ttl is not None:
+            check_positive(ttl=ttl)
         if deltas:
-            self._run(target, lambda db, now: _add(db, target, now, deltas, process, host))
+            self._run(target, lambda db, now: _add(db, target, now, deltas, process, host, ttl))
 
-    def claim(self, target: str, *, window: float, lease: float, max_kinds: int = 200) -> Claim | None:
+    def claim(
+        self, target: str, *, window: float, lease: float, max_kinds: int = 200, force: bool = False
+    ) -> Claim | None:
         """See :meth:`smn_alert._store.Store.claim`."""
         check_positive(window=window, lease=lease, max_kinds=max_kinds)
         claim_id = uuid.uuid4().hex
-        found = self._run(target, lambda db, now: _claim(db, target, now, claim_id, window, lease, max_kinds))
+        found = self._run(
+            target, lambda db, now: _claim(db, target, now, claim_id, (window, lease, max_kinds), force)
+        )
         return None if found is None else decode_claim(claim_id, found[0], found[1])
 
     def renew(self, target: str, claim_id: str, lease: float) -> bool:
@@ -354,9 +362,20 @@ def _observe(db: sqlite3.Connection, target: str, now: float, level: int, window
 
 
 def _add(
-    db: sqlite3.Connection, target: str, now: float, deltas: Sequence[KindDelta], process: str, host: str
+    db: sqlite3.Connection,
+    target: str,
+    now: float,
+    deltas: Sequence[KindDelta],
+    process: str,
+    host: str,
+    ttl: float | None,
 ) -> None:
-    """Merge counts per kind and note the contributor; keep them as long as their window (or ORPHAN_KEEP)."""
+    """Merge counts per kind and note the contributor; keep them as long as their window (or ORPHAN_KEEP).
+
+    With ``ttl``, also the process's heartbeat.
+    """
+    if ttl is not None:
+        db.execute("INSERT OR REPLACE INTO processes VALUES (?, ?, ?, ?)", (target, process, host, now + ttl))
     db.executemany(
         "INSERT INTO kinds VALUES (?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT (target, kind) DO UPDATE SET"
         " level = max(level, excluded.level), count = count + excluded.count,"
@@ -376,11 +395,14 @@ def _claim(
     target: str,
     now: float,
     claim_id: str,
-    window: float,
-    lease: float,
-    max_kinds: int,
+    limits: tuple[float, float, int],
+    force: bool,
 ) -> tuple[str, bool] | None:
-    """Re-offer an expired lease, else claim a due window's counts; return ``(payload, reoffered)``."""
+    """Re-offer an expired lease, else claim a due window's counts; return ``(payload, reoffered)``.
+
+    ``limits`` is ``(window, lease, max_kinds)``; with ``force`` an open window's counts are taken too.
+    """
+    window, lease, max_kinds = limits
     expired = db.execute(
         "SELECT claim_id, payload FROM claims WHERE target = ? AND lease_until <= ?"
         " ORDER BY lease_until, claim_id LIMIT 1",
@@ -391,14 +413,13 @@ def _claim(
         _store_claim(db, target, now, claim_id, lease, expired[1])
         return expired[1], True
     row = db.execute("SELECT ends, started FROM windows WHERE target = ?", (target,)).fetchone()
-    if row is not None and now < row[0]:
+    ended = row is None or now >= row[0]
+    if not ended and not force:
         return None
     payload = _take_counts(db, target, now, window, max_kinds, started=now if row is None else row[1])
     if payload is None:
-        if row is not None and not _exists(db, "claims", target):
-            db.execute(
-                "DELETE FROM windows WHERE target = ?", (target,)
-            )  # quiet: the next alert pages at once
+        if row is not None and ended and not _exists(db, "claims", target):
+            db.execute("DELETE FROM windows WHERE target = ?", (target,))  # quiet: the next alert pages
         return None
     _store_claim(db, target, now, claim_id, lease, payload)
     return payload, False

@@ -452,6 +452,52 @@ class TestAddAndClaim:
         assert store.status(target)["kinds"] == 0
 
 
+class TestForcedClaim:
+    def test_force_takes_the_counts_of_an_open_window(self, store: Store, target: str) -> None:
+        """A flush or the last process leaving claims what is pending now, without waiting for the window."""
+        store.observe(target, level=ERROR, window=60)
+        store.add(target, [delta(count=6)], process="p1", host="h1")
+        assert store.claim(target, window=60, lease=LEASE) is None, "without force the window must end"
+        claim = store.claim(target, window=60, lease=LEASE, force=True)
+        assert claim is not None and claim.total == 6 and not claim.reoffered
+        assert store.claim(target, window=60, lease=LEASE, force=True) is None, "each count is claimed once"
+        assert not store.observe(target, level=ERROR, window=60), "the window stays open: the rest folds"
+
+    def test_force_with_nothing_pending_keeps_an_open_window(self, store: Store, target: str) -> None:
+        """Nothing counted: a forced claim returns None and keeps the open window (the spell is not quiet)."""
+        store.observe(target, level=ERROR, window=60)
+        assert store.claim(target, window=60, lease=LEASE, force=True) is None
+        assert store.status(target)["window"] is not None
+        assert not store.observe(target, level=ERROR, window=60)
+
+    def test_force_still_reoffers_an_expired_lease_first(self, store: Store, target: str) -> None:
+        """At least once: a dead claimer's digest goes out before the newer counts."""
+        store.add(target, [delta(count=2)], process="p1", host="h1")
+        assert store.claim(target, window=60, lease=LEASE) is not None
+        store.add(target, [delta(count=5)], process="p1", host="h1")
+        pass_time(LEASE)
+        again = store.claim(target, window=60, lease=LEASE, force=True)
+        assert again is not None and again.reoffered and again.total == 2
+        later = store.claim(target, window=60, lease=LEASE, force=True)
+        assert later is not None and not later.reoffered and later.total == 5
+
+
+class TestAddWithHeartbeat:
+    def test_add_with_ttl_is_also_a_heartbeat(self, store: Store, target: str) -> None:
+        """One round trip a second: counts and the heartbeat go together."""
+        store.add(target, [delta()], process="p1", host="h1", ttl=10)
+        store.add(target, [delta()], process="p2", host="h2")
+        assert store.live(target) == (1, 1), "without ttl, add notes a contributor, not a live process"
+        store.add(target, [delta()], process="p3", host="h2", ttl=0.1)
+        assert store.live(target) == (2, 2)
+        pass_time(0.1)
+        assert store.live(target) == (1, 1)
+
+    def test_bad_ttl_is_refused(self, store: Store, target: str) -> None:
+        with pytest.raises(ValueError, match="ttl"):
+            store.add(target, [delta()], process="p1", host="h1", ttl=0)
+
+
 class TestLease:
     def claimed(self, store: Store, target: str, lease: float = LEASE) -> str:
         store.add(target, [delta(count=3)], process="p1", host="h1")
