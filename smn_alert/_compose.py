@@ -71,6 +71,8 @@ class PageContext:
         redactions: Secret patterns, from :func:`~smn_alert._text.compile_redactions`; the built-ins by
             default, so nothing is sent unscrubbed by accident.
         time_format: Turns ``held_since`` into text (local ``HH:MM`` by default).
+        processes: Processes whose alerts are on this page (a digest of the shared state) ...
+        hosts: ... and the hosts they run on; above 1, a digest's head says ``from 12 processes on 3 hosts``.
     """
 
     prefix: str = ""
@@ -81,12 +83,16 @@ class PageContext:
     max_length: int = DEFAULT_MAX_LENGTH
     redactions: tuple[re.Pattern[str], ...] = DEFAULT_REDACTIONS
     time_format: Callable[[float], str] = format_clock
+    processes: int = 1
+    hosts: int = 1
 
     def __post_init__(self) -> None:
         if self.max_length < MIN_PAGE_LENGTH:
             raise ValueError(
                 f"max_length={self.max_length}: a page needs at least {MIN_PAGE_LENGTH} characters"
             )
+        if self.processes < 1 or self.hosts < 1:
+            raise ValueError(f"processes={self.processes}, hosts={self.hosts}: each must be at least 1")
 
 
 class _Entry(NamedTuple):
@@ -110,6 +116,8 @@ def compose(groups: Sequence[GroupSummary], context: PageContext) -> str:
     largest count first: ``svc ERROR x1,234 in 5 min: app.db: db timeout (TimeoutError)``; kinds that do
     not fit become ``+N more alerts of K kinds``. Footers for held-back, dropped and undelivered alerts
     are never cut.
+    When alerts of several processes are on a digest (``context.processes``), its first head says so:
+    ``svc ERROR x2,160 in 40 s from 12 processes on 3 hosts: ...`` (``from 3 processes`` on one host).
     Every count shown (kinds, ``+N more``) adds up to the counts given; held-back and dropped alerts are
     among the kinds ("N of these held back", "N of these only counted" say how many); an alert shown
     without ``x`` counts once. Returns ``""`` when there is nothing at all to say.
@@ -161,22 +169,35 @@ def _entries(groups: Sequence[GroupSummary], context: PageContext) -> list[_Entr
     single = len(groups) == 1 and groups[0].count == 1
     least, entries, cost = _least(context.max_length), [], 0
     for group in groups:
-        entries.append(_entry(group, single, context.redactions))
+        entries.append(_entry(group, single, context.redactions, "" if entries else _fleet(context)))
         cost += len(entries[-1].head) + len(entries[-1].joiner) + min(entries[-1].full, least)
         if cost > context.max_length:
             break
     return entries
 
 
-def _entry(group: GroupSummary, single: bool, redactions: tuple[re.Pattern[str], ...]) -> _Entry:
-    """Build the line for one kind: the full first-page form, or the compact digest form."""
+def _fleet(context: PageContext) -> str:
+    """`` from 12 processes on 3 hosts`` when more than one process contributed, else ``""``."""
+    if context.processes <= 1:
+        return ""
+    hosts = f" on {context.hosts:,} hosts" if context.hosts > 1 else ""
+    return f" from {context.processes:,} processes{hosts}"
+
+
+def _entry(
+    group: GroupSummary, single: bool, redactions: tuple[re.Pattern[str], ...], fleet: str = ""
+) -> _Entry:
+    """Build the line for one kind: the full first-page form, or the compact digest form.
+
+    ``fleet`` (the first digest line only) says how many processes and hosts the page counts.
+    """
     alert = group.alert
     said = _joined(_clean(alert.logger, redactions), _clean(alert.message, redactions), ": ")
     exc_type = _clean(str(alert.exc_type).rsplit(".", 1)[-1], redactions)
     if single:
         exception = _joined(exc_type, _clean(alert.exc_value, redactions), ": ")
         return _Entry(_level(alert), " ", (said, exception, _clean(alert.exc_where, redactions)), " | ")
-    head = f"{_level(alert)} x{group.count:,}{_span(group)}"
+    head = f"{_level(alert)} x{group.count:,}{_span(group)}{fleet}"
     return _Entry(head, ": ", (said, f"({exc_type})" if exc_type else ""), " ")
 
 

@@ -44,7 +44,7 @@ def shown_counts(text: str, prefix: str = "") -> int:
     lines[0] = lines[0].removeprefix(f"{prefix} ") if prefix else lines[0]
     for line in lines:
         for pattern in (
-            rf"^(?:{level}) x([\d,]+)(?: in [^:]+)?(?::|$)",
+            rf"^(?:{level}) x([\d,]+)(?: in [^:]+| from [^:]+)?(?::|$)",
             r"^\+([\d,]+) more alerts? of [\d,]+ kinds?$",
             r"^([\d,]+) alerts?(?: of [\d,]+ kinds?)?$",
         ):
@@ -160,6 +160,52 @@ class TestDigest:
         )
         assert "..." in text
         assert sms_encoding(text) == "GSM-7"
+
+
+class TestFleetWording:
+    """A digest of the shared state says how many processes (and hosts) its counts come from."""
+
+    def test_many_processes_on_many_hosts(self):
+        """The issue's wording: ``ERROR x2,160 in 40 s from 12 processes on 3 hosts: ...``."""
+        text = compose([group(make_alert(), 2160, 40)], PageContext(prefix="svc", processes=12, hosts=3))
+        assert text == "svc ERROR x2,160 in 40 s from 12 processes on 3 hosts: app.db: db timeout after 30s"
+        assert shown_counts(text, "svc") == 2160
+
+    def test_many_processes_on_one_host(self):
+        """One host: the hosts are not mentioned; no time span: the note follows the count."""
+        text = compose([group(make_alert(), 5)], PageContext(processes=3))
+        assert text == "ERROR x5 from 3 processes: app.db: db timeout after 30s"
+        assert shown_counts(text) == 5
+
+    def test_only_the_first_line_says_it(self):
+        """The note is about the whole page: it is said once, on the first (never cut) head."""
+        groups = [group(make_alert(), 30, 60), group(make_alert("cache miss", level="WARNING"), 4)]
+        lines = compose(groups, PageContext(processes=1200, hosts=30)).split("\n")
+        assert lines == [
+            "ERROR x30 in 1 min from 1,200 processes on 30 hosts: app.db: db timeout after 30s",
+            "WARNING x4: app.db: cache miss",
+        ]
+
+    @pytest.mark.parametrize("limit", [20, 40, 70, 160, DEFAULT_MAX_LENGTH])
+    def test_one_process_is_byte_identical(self, limit: int) -> None:
+        """With one process (the default, and every per-process page) the text is exactly as before."""
+        groups = [group(make_alert("x" * 80, logger=f"app.m{i}"), i + 2, 60) for i in range(6)]
+        for hosts in (1, 7):
+            assert compose(groups, PageContext(prefix="svc", max_length=limit, hosts=hosts)) == compose(
+                groups, PageContext(prefix="svc", max_length=limit)
+            )
+        assert compose(groups[:1], PageContext(processes=1)) == ("ERROR x2 in 1 min: app.m0: " + "x" * 80)
+
+    def test_a_single_alert_keeps_the_first_page_form(self):
+        """One alert seen once is a first page: there is no digest head to carry the note."""
+        assert compose([group(make_alert())], PageContext(processes=2)) == (
+            "ERROR app.db: db timeout after 30s"
+        )
+
+    @pytest.mark.parametrize(("processes", "hosts"), [(0, 1), (1, 0), (-3, 2)])
+    def test_counts_below_one_are_refused(self, processes: int, hosts: int) -> None:
+        with pytest.raises(ValueError, match="processes"):
+            PageContext(processes=processes, hosts=hosts)
 
 
 class TestFitting:
@@ -340,6 +386,28 @@ class TestComposeProperties:
         held, dropped = min(held, sum(g.count for g in groups)), min(dropped, sum(g.count for g in groups))
         text = compose(groups, PageContext(prefix, held, T0, dropped, failed, max_length=limit))
         assert shown_counts(text, prefix) == sum(g.count for g in groups)
+
+    @QUICK
+    @given(
+        st.lists(
+            st.builds(
+                lambda level, message, count: group(make_alert(message, level=level), count, 600.0),
+                st.sampled_from(sorted(LEVELS)),
+                ANY_TEXT,
+                st.integers(1, 10**6),
+            ),
+            max_size=8,
+        ),
+        st.integers(20, DEFAULT_MAX_LENGTH),
+        st.integers(1, 10**5),
+        st.integers(1, 10**4),
+    )
+    def test_fleet_digests_fit_and_add_up(self, groups, limit, processes, hosts):
+        """A digest of many processes still fits any limit, and its counts still add up when laid out."""
+        text = compose(groups, PageContext("svc", max_length=limit, processes=processes, hosts=hosts))
+        assert len(text) <= limit
+        if limit >= 100:
+            assert shown_counts(text, "svc") == sum(g.count for g in groups)
 
 
 class TestStructlogValues:
