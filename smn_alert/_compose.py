@@ -167,7 +167,8 @@ def _joined(first: str, second: str, sep: str) -> str:
 def _entries(groups: Sequence[GroupSummary], context: PageContext) -> list[_Entry]:
     """Build the lines of the kinds that could be shown at all; the text of the others is never cleaned."""
     single = len(groups) == 1 and groups[0].count == 1
-    least, entries, cost = _least(context.max_length), [], 0
+    least, cost = _least(context.max_length), 0
+    entries: list[_Entry] = []
     for group in groups:
         entries.append(_entry(group, single, context.redactions, "" if entries else _fleet(context)))
         cost += len(entries[-1].head) + len(entries[-1].joiner) + min(entries[-1].full, least)
