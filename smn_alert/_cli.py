@@ -1,8 +1,9 @@
-"""``smn-alert``: watch a replayed incident page two phones, send one real page, check the configuration."""
+"""``smn-alert``: replay an incident, send one real page, check the configuration, show the shared state."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import sys
@@ -23,7 +24,8 @@ from smn_alert._demo import run_demo
 from smn_alert._request_fields import ENV_ENDPOINTS, ENV_SIGN_ID, ENV_TOPIC_URN
 from smn_alert._settings import ENV_PREFIX, PagerSettings, mask_secret
 from smn_alert._smn import mask_number
-from smn_alert._text import count_segments, sms_encoding
+from smn_alert._store import ENV_SHARED_STATE
+from smn_alert._text import count_segments, sanitize, sms_encoding
 from smn_alert.errors import SMNAuthError, SMNConfigError, SMNError
 
 #: Exit status: every number got the page, or the check passed.
@@ -63,7 +65,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the ``smn-alert`` argument parser (commands ``demo``, ``send``, ``check``)."""
+    """Build the ``smn-alert`` argument parser (commands ``demo``, ``send``, ``check``, ``status``)."""
     parser = _Parser(prog="smn-alert", description="Page on-call people by SMS through Huawei Cloud SMN.")
     parser.add_argument("--version", action="version", version=f"smn-alert {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, required=True)
@@ -86,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.epilog = _CHECK_EXAMPLE + _NO_SECRETS
     check.add_argument("--send-test", action="store_true", help="also send one test page")
     check.set_defaults(run=_run_check)
+    status = commands.add_parser("status", help="show the shared state: each target's fleet view")
+    status.description = (
+        "Show what the processes paging each target share: window, alerts waiting, leases, budget, circuit, "
+        f"live processes. Exit 0, or 2 when the store cannot be read. The store: --shared-state, else "
+        f"{ENV_SHARED_STATE}, else this user's default SQLite file."
+    )
+    status.add_argument(
+        "--shared-state", metavar="URL", help=f"sqlite:///path or redis://... ({ENV_SHARED_STATE})"
+    )
+    status.set_defaults(run=_run_status)
     return parser
 
 
@@ -265,3 +277,71 @@ def _run_demo(args: argparse.Namespace, out: TextIO) -> int:
     if not run_demo(out, _Style(out)):
         raise _Failure("the demo received no page: this is a bug, please report it")
     return EXIT_OK
+
+
+# --- status -------------------------------------------------------------------------------------------
+def _run_status(args: argparse.Namespace, out: TextIO) -> int:
+    """Print each target's fleet view, one block per target; nothing secret (the URL's password masked)."""
+    from smn_alert._store import StoreUnavailable, open_store
+    from smn_alert._store_sqlite import SQLiteStore
+
+    url = args.shared_state or os.environ.get(ENV_SHARED_STATE, "")
+    store = open_store(url)
+    if store is None:
+        raise _Failure("shared_state is 'process': nothing is shared, so there is nothing to show")
+    style = _Style(out)
+    if isinstance(store, SQLiteStore) and not os.path.exists(store.path):  # reading must not create it
+        out.write(style(f"smn-alert status: {store.url}", "1") + "\n")
+        out.write("no shared state yet: no process has used this store\n")
+        return EXIT_OK
+    try:
+        views = [store.status(target) for target in store.targets()]
+    except StoreUnavailable as exc:
+        raise _Failure(f"cannot read the shared state: {exc}") from None
+    finally:
+        store.close()
+    out.write(style(f"smn-alert status: {store.url}", "1") + "\n")
+    out.write(f"{len(views)} target(s)\n" if views else "no target has state now: every one is quiet\n")
+    for view in views:
+        out.write("\n" + _status_block(view, style))
+    return EXIT_OK
+
+
+def _status_block(view: dict[str, Any], style: _Style) -> str:
+    """Word one target's fleet view (see ``_store.status_view``) as aligned lines."""
+    from smn_alert._compose import format_clock
+
+    rows = [
+        ("window", _status_window(view["window"])),
+        ("waiting", f"{view['waiting']:,} alert(s) of {view['kinds']:,} kind(s) for the next digest"),
+        (
+            "leases",
+            f"{view['leases']} digest(s) claimed, not yet confirmed ({view['expired_leases']} expired)",
+        ),
+        ("held back", "-" if view["held_since"] is None else f"since {format_clock(view['held_since'])}"),
+        ("budget", "; ".join(f"{name}: {left:.1f} left" for name, left in view["budget"].items()) or "full"),
+        ("circuit", _status_circuit(view["circuit"])),
+        ("processes", f"{view['processes']} live on {view['hosts']} host(s)"),
+    ]
+    head = style(f"target {view['target']}", "1")
+    return head + "\n" + "".join(f"  {name:<10} {text}\n" for name, text in rows)
+
+
+def _status_window(window: Optional[dict[str, Any]]) -> str:
+    from smn_alert._compose import human_duration
+
+    if window is None:
+        return "none: quiet, the next alert pages at once"
+    level = logging.getLevelName(window["level"])
+    if window["ends_in"] > 0:
+        return f"open at {level}, ends in {human_duration(window['ends_in'])}"
+    return f"ended {human_duration(-window['ends_in'])} ago at {level}: its digest is due"
+
+
+def _status_circuit(circuit: Optional[dict[str, Any]]) -> str:
+    from smn_alert._compose import human_duration
+
+    if circuit is None:
+        return "closed"
+    reason = sanitize(str(circuit["reason"]))  # written by another process: no escape reaches the terminal
+    return f"OPEN for {human_duration(circuit['seconds_left'])} more: {reason}"

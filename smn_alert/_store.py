@@ -24,6 +24,7 @@ from smn_alert.errors import SMNConfigError
 
 __all__ = [
     "CRITICAL_BAND",
+    "ENV_SHARED_STATE",
     "ERROR_BAND",
     "HELD_KEEP",
     "KEEP_WINDOWS",
@@ -50,6 +51,8 @@ __all__ = [
     "status_view",
 ]
 
+#: The environment variable of the ``shared_state`` setting.
+ENV_SHARED_STATE = "SMN_ALERT_SHARED_STATE"
 #: Longest sample text (characters) a kind keeps; page texts are shorter (490).
 MAX_SAMPLE_CHARS = 1024
 #: The ``kind`` of an entry that stands for the kinds beyond ``max_kinds`` at one level band.

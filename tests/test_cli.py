@@ -1,4 +1,5 @@
-"""Tests for the ``smn-alert`` command: demo, send and check, against FakeSMNServer only."""
+"""Tests for the ``smn-alert`` command: demo, send and check against FakeSMNServer only; status against a real
+SQLite file and a real Redis server."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from smn_alert import _cli as cli
 from smn_alert._cli import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, main
 from smn_alert._demo import DEMO_NUMBERS
+from smn_alert._store import ENV_SHARED_STATE, KindDelta, Store, open_store
 from smn_alert._text import count_segments
 from smn_alert.testing import FakeSMNServer
+from tests.redis_server import RedisServer
 
 SIGN_ID = "6be340e91e5241e4b5d85837e6709104"
 NUMBER, OTHER = "+8613800000001", "+8613900000002"
@@ -301,7 +305,8 @@ class TestCheck:
 
 class TestCommandLine:
     @pytest.mark.parametrize(
-        ("command", "mentions"), [("demo", "FakeSMNServer"), ("send", "--to"), ("check", "--send-test")]
+        ("command", "mentions"),
+        [("demo", "FakeSMNServer"), ("send", "--to"), ("check", "--send-test"), ("status", "--shared-state")],
     )
     def test_help_on_each_command(
         self, capsys: pytest.CaptureFixture[str], command: str, mentions: str
@@ -332,3 +337,112 @@ class TestCommandLine:
         )
         assert result.returncode == 0
         assert result.stdout.startswith("usage: smn-alert ")
+
+
+def busy_target(store: Store, target: str) -> None:
+    """Give ``target`` one of everything the status shows."""
+    store.observe(target, level=50, window=120)
+    store.add(target, [KindDelta("k1", 40, 2000, "", 1.0, 2.0), KindDelta("k2", 50, 160, "", 1.0, 2.0)],
+              process="p1", host="h1", ttl=60)  # fmt: skip
+    store.heartbeat(target, "p2", "h2", 60)
+    store.spend(target, [(5, 600)])
+    store.hold(target)
+    store.open_circuit(target, 300, "SMN.0001 authentication failed")
+
+
+class TestStatus:
+    def status(self, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+        code = main(["status", *argv])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    def test_each_target_is_one_block(self, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+        """A busy target shows every part of the fleet view; a quiet one shows its budget still spent."""
+        url = f"sqlite://{tmp_path}/state.db"
+        store = open_store(url)
+        assert store is not None
+        busy_target(store, "a" * 32)
+        store.spend("b" * 32, [(5, 600)])
+        store.close()
+        code, out, err = self.status(capsys, "--shared-state", url)
+        assert (code, err) == (EXIT_OK, "")
+        assert out.startswith(f"smn-alert status: {url}\n2 target(s)\n")
+        busy, quiet = out.split("\n\n")[1:]
+        assert busy.splitlines() == [
+            f"target {'a' * 32}",
+            "  window     open at CRITICAL, ends in 2 min",
+            "  waiting    2,160 alert(s) of 2 kind(s) for the next digest",
+            "  leases     0 digest(s) claimed, not yet confirmed (0 expired)",
+            f"  held back  since {time.strftime('%H:%M')}",
+            "  budget     5/600: 4.0 left",
+            "  circuit    OPEN for 5 min more: SMN.0001 authentication failed",
+            "  processes  2 live on 2 host(s)",
+        ]
+        assert (
+            "window     none: quiet" in quiet and "5/600: 4.0 left" in quiet and "circuit    closed" in quiet
+        )
+
+    def test_redis_from_the_environment_with_its_password_masked(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """SMN_ALERT_SHARED_STATE names the store; the password never shows."""
+        server = RedisServer(tmp_path, password="pw-Secret-123").start()
+        try:
+            store = open_store(server.url)
+            assert store is not None
+            busy_target(store, "c" * 32)
+            store.close()
+            monkeypatch.setenv(ENV_SHARED_STATE, server.url)
+            code, out, err = self.status(capsys)
+        finally:
+            server.stop()
+        assert (code, err) == (EXIT_OK, "")
+        assert f"smn-alert status: redis://:***@127.0.0.1:{server.port}/0\n" in out
+        assert f"target {'c' * 32}" in out and "2,160 alert(s) of 2 kind(s)" in out
+        assert "pw-Secret-123" not in out
+
+    def test_no_store_yet_is_not_created(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The default store (no setting) no process used yet: said, and reading it creates nothing."""
+        monkeypatch.delenv(ENV_SHARED_STATE, raising=False)
+        monkeypatch.setenv("TMPDIR", str(tmp_path))
+        code, out, _ = self.status(capsys)
+        assert code == EXIT_OK and "no shared state yet" in out
+        assert list(tmp_path.iterdir()) == []
+
+    def test_an_empty_store_says_every_target_is_quiet(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        url = f"sqlite://{tmp_path}/state.db"
+        store = open_store(url)
+        assert store is not None
+        store.heartbeat("d" * 32, "p", "h", 0.01)
+        time.sleep(0.02)
+        store.close()
+        code, out, _ = self.status(capsys, "--shared-state", url)
+        assert code == EXIT_OK and out.endswith("no target has state now: every one is quiet\n")
+
+    @pytest.mark.parametrize("where", ["redis", "sqlite"])
+    def test_an_unreadable_store_is_one_line(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path, where: str
+    ) -> None:
+        """Redis refusing connections, or a SQLite path that is a directory: one line, exit 2, no secret."""
+        if where == "redis":
+            server = RedisServer(tmp_path, password="pw-Secret-123")  # never started: nothing listens
+            url = server.url
+        else:
+            (tmp_path / "state.db").mkdir()
+            url = f"sqlite://{tmp_path}/state.db"
+        code, out, err = self.status(capsys, "--shared-state", url)
+        assert (code, out) == (EXIT_FAILED, "")
+        assert "cannot read the shared state" in one_line(err) and "pw-Secret-123" not in err
+
+    @pytest.mark.parametrize(
+        ("url", "said"), [("process", "nothing is shared"), ("mysql://x", "unknown kind of store")]
+    )
+    def test_a_store_that_is_not_one_is_one_line(
+        self, capsys: pytest.CaptureFixture[str], url: str, said: str
+    ) -> None:
+        code, _, err = self.status(capsys, "--shared-state", url)
+        assert code == EXIT_FAILED and said in one_line(err)
