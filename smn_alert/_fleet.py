@@ -21,6 +21,7 @@ import enum
 import math
 import os
 import socket
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable, Optional, TypeVar, Union
 
@@ -100,7 +101,7 @@ class Fleet:
         circuit_cooldown: float,
         process: Optional[str] = None,
         host: Optional[str] = None,
-        clock: Callable[[], float],
+        clock: Callable[[], float] = time.monotonic,
         sync_interval: float = 1.0,
         heartbeat_every: float = 5.0,
         say: Say = _quiet,
