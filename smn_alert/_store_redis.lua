@@ -91,10 +91,16 @@ open_window(window, level, quiet and num(now) or w[3])
 return 1
 
 --- add
--- ARGV: process, host, n, then n times: kind, level, count, sample, first_seen, last_seen.
-local process, host, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- ARGV: process, host, ttl ('' for no heartbeat), n, then n times: kind, level, count, sample, first_seen,
+-- last_seen.
+local process, host, ttl, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+if ttl then
+  redis.call('ZADD', LIVE, num(now + ttl), process)
+  redis.call('HSET', HOSTS, process, host)
+  prune_live()
+end
 for i = 0, n - 1 do
-  local at = 4 + i * 6
+  local at = 5 + i * 6
   local kind, level = ARGV[at], tonumber(ARGV[at + 1])
   redis.call('HINCRBY', COUNT, kind, ARGV[at + 2])
   local old = tonumber(redis.call('HGET', LEVEL, kind))
@@ -125,8 +131,10 @@ end
 return 0
 
 --- claim
--- ARGV: claim_id, window, lease, max_kinds. Returns {payload, reoffered} or nil.
+-- ARGV: claim_id, window, lease, max_kinds, force (1: take an open window's counts too).
+-- Returns {payload, reoffered} or nil.
 local claim_id, window, lease, max_kinds = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local force = ARGV[5] == '1'
 
 local function lease_out(payload)
   redis.call('ZADD', LEASES, num(now + lease), claim_id)
@@ -208,12 +216,13 @@ if oldest[2] and tonumber(oldest[2]) <= now then
 end
 -- (b) a window that ended: quiet when nothing was counted, else its digest.
 local w = redis.call('HMGET', WIN, 'end', 'started')
-if w[1] and now < tonumber(w[1]) then
+local ended = not w[1] or now >= tonumber(w[1])
+if not ended and not force then
   return nil
 end
 local counts = map(COUNT)
 if next(counts) == nil then
-  if w[1] and redis.call('EXISTS', LEASES) == 0 then
+  if w[1] and ended and redis.call('EXISTS', LEASES) == 0 then
     redis.call('DEL', WIN)
   end
   return nil
