@@ -1,7 +1,8 @@
 """The background worker that turns alerts into pages, and the dispatcher's lifecycle (flush, close, fork).
 
 The application thread hands alerts over through a :class:`~smn_alert._buffer.HandOver` (no lock that is not
-re-entrant, nothing that can block). One daemon worker per dispatcher, started on the first alert, drains
+re-entrant, nothing that can block), or only counts a repeat being folded (:mod:`smn_alert._fold`). One daemon
+worker per dispatcher, started when it is built (and in a forked child by the fork hook), drains
 the buffer into a :class:`~smn_alert._pager.Pager`, sends what it says is due through a
 :class:`~smn_alert._senders.Sender`, logs the notes the pager words, and sleeps until the next deadline.
 ``flush`` and ``close`` have deadlines, ``close`` is idempotent, and a forked child starts afresh without
@@ -99,6 +100,8 @@ class Dispatcher:
         self._sender_open = True
         self._reset()
         _process.register(self)
+        # Started now, at construction: the first logger.error() must not pay for a thread start.
+        self._start_worker()
 
     def _reset(self) -> None:
         """Fresh buffer, locks and pager: at construction and in a forked child."""
@@ -520,3 +523,7 @@ class Dispatcher:
         if self.pid == os.getpid():
             return  # made in this very process (a child forked from C made it before noticing the fork)
         self._reset()  # even a closed one: its locks may have been held by a thread that is gone
+        if not self._closed:
+            # From the fork hook: the child's worker starts now, not on its first alert. (A child forked
+            # from C skips the hook: the first alert it logs notices the fork and starts the worker then.)
+            self._start_worker()
