@@ -21,9 +21,7 @@ from smn_alert._compose import PageContext
 from smn_alert._fold import GRACE, Fold, count_value
 from smn_alert._pager import Pager
 from smn_alert._ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
-from smn_alert.testing import FakeClock
-
-from .conftest import RecordingSender
+from smn_alert.testing import FakeClock, RecordingSender
 
 SIGN = "6be340e91e5241e4b5d85837e6709104"
 NUMBERS = ["+8613800000001"]
@@ -67,8 +65,12 @@ def test_count_value_reads_without_advancing(steps: int) -> None:
 def _raise(kind: type[BaseException]) -> Any:
     try:
         raise kind("boom")
-    except BaseException as error:  # noqa: BLE001 - any kind, on purpose
+    except BaseException as error:
         return error
+
+
+def _triple(error: BaseException) -> Any:
+    return (type(error), error, error.__traceback__)
 
 
 def _record(msg: Any, args: Any = (), exc_info: Any = None, level: int = logging.ERROR) -> logging.LogRecord:
@@ -81,7 +83,7 @@ SHAPES = {
     "bad args": lambda: _record("user %s failed %d", ("bob",)),
     "long": lambda: _record("x" * 5000),
     "custom level": lambda: _record("odd", level=33),
-    "exception tuple": lambda: _record("crash", exc_info=(ValueError, _raise(ValueError), _raise(ValueError).__traceback__)),
+    "exception tuple": lambda: _record("crash", exc_info=_triple(_raise(ValueError))),
     "exception instance": lambda: _record("crash", exc_info=_raise(KeyError)),
     "no exception": lambda: _record("crash", exc_info=(None, None, None)),
     "not a str": lambda: _record(ValueError("as msg")),
@@ -216,10 +218,11 @@ def test_the_processor_counts_repeats_too() -> None:
         processor.close()
 
 
-# --- the worker's side, step by step on an injected clock -----------------------------------------------------
+# --- the worker's side, step by step on an injected clock ------------------------------------------------
 def _pager(clock: FakeClock) -> Pager:
-    return Pager(PageContext(prefix="svc"), TokenBucket(50, 600.0, clock=clock), CircuitBreaker(300.0, 1800.0),
-                 RetryPolicy(), window=60.0, rng=random.Random(1))  # fmt: skip
+    bucket = TokenBucket(50, 600.0, clock=clock)
+    breaker = CircuitBreaker(300.0, 1800.0)
+    return Pager(PageContext(prefix="svc"), bucket, breaker, RetryPolicy(), window=60.0, rng=random.Random(1))
 
 
 def test_counts_racing_a_windows_end_land_in_the_next_digest() -> None:
@@ -249,7 +252,7 @@ def test_counts_racing_a_windows_end_land_in_the_next_digest() -> None:
     assert fold.unread == 0 and not fold.retiring
 
 
-# --- import -------------------------------------------------------------------------------------------------
+# --- import ------------------------------------------------------------------------------------------------
 def test_importing_the_handler_loads_no_building_module() -> None:
     code = (
         "import json, sys; from smn_alert import SMNHandler; "
