@@ -283,7 +283,10 @@ class Dispatcher:
             final = self._may_overspend()
             wakeup = self._pager.blocked_until(now, final=final) if closing else self._pager.next_wakeup(now)
         delay = None if wakeup is None else max(0.0, wakeup - now)
-        if self._buffer.queued or self._fold.retiring:  # alerts not worth a wake-up, counters to read
+        buffer = self._buffer
+        # Alerts that did not wake us (or may come without waking us: a window is open, or nothing can go
+        # out), or counters to read: look on our own, a few times a second.
+        if buffer.queued or buffer.wake_above >= 0 or self._fold.retiring:
             delay = POLL if delay is None else min(delay, POLL)
         if closing:
             left = max(0.0, self._close_deadline - time.monotonic())
