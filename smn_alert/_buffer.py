@@ -56,8 +56,11 @@ class HandOver:
         alerts = self._alerts
         if len(alerts) >= self._limit:
             return False
+        first = not alerts
         alerts.append(alert)
-        if alert.levelno > self.wake_above:
+        # Above the level: it could page now. The first since the worker looked: a window its clock has seen
+        # end (a repeat of a folded kind never gets here), so one wake per batch, not per alert.
+        if first or alert.levelno > self.wake_above:
             self._urgent = True  # before looking at _asleep: wait() looks at them the other way round
             if self._asleep:
                 self.wake()
