@@ -166,10 +166,11 @@ class Pager:
     def add_counted(self, sample: Alert, count: int, now: float) -> None:
         """Fold ``count`` alerts of ``sample``'s kind counted on the application thread (no snapshot each).
 
-        They are dated when the worker read them (their own times were never taken).
+        They are dated when the worker read them, by the pager's wall clock (their own times were never
+        taken).
         """
         self.ledger.received += count
-        seen = sample._replace(created=time.time())
+        seen = sample._replace(created=max(sample.created, self._wall()))
         self._group_for(seen, now).add(seen, count)
 
     def add_dropped(self, sample: Alert, count: int, now: float, *, other: bool = False) -> None:
