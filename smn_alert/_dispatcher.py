@@ -320,8 +320,8 @@ class Dispatcher:
         fold = self._fold
         if fold.publish({} if self._closing else self._pager.fold_kinds(now), time.monotonic()):
             self.fold = fold.published
-        for sample, count in fold.take(time.monotonic()):
-            self._pager.add_counted(sample, count, now)
+        for sample, count, seen in fold.take(time.monotonic()):
+            self._pager.add_counted(sample, count, now, seen=seen)
 
     def _send(self, page: Page) -> Union[Delivery, SMNError]:
         try:

@@ -34,14 +34,20 @@ def count_value(counter: itertools.count[int]) -> int:
     return int(repr(counter)[6:-1])
 
 
-class _Tally:
-    """One kind's counter, its sample alert, and what the worker has read of it so far."""
+class Tally:
+    """One kind's counter, its sample alert, and what the worker has read of it so far.
 
-    __slots__ = ("counter", "read", "reads", "retired_at", "sample")
+    The application thread calls ``next(tally.counter)`` and, when that counted, sets :attr:`last` to the
+    record's own time (one attribute store: atomic, no lock), so a digest dates its repeats by the records,
+    not by when the worker read them.
+    """
+
+    __slots__ = ("counter", "last", "read", "reads", "retired_at", "sample")
 
     def __init__(self, sample: Alert) -> None:
         self.sample = sample
         self.counter = itertools.count()
+        self.last: Optional[float] = None  # wall time of the latest repeat counted, when the caller knew it
         self.read = 1  # the first increment is the alert that took the snapshot path (counted there)
         self.reads = 0  # reads since it was retired
         self.retired_at = 0.0
@@ -63,11 +69,11 @@ class Fold:
     """The counters of the kinds being folded; the worker's side (the application reads :attr:`published`)."""
 
     def __init__(self) -> None:
-        #: Fingerprint -> counter, for the application thread; replaced whole by :meth:`publish`.
+        #: Fingerprint -> tally, for the application thread; replaced whole by :meth:`publish`.
         # Keyed by Optional[Fingerprint]: the application looks up None (no cheap fingerprint) and misses.
-        self.published: dict[Optional[Fingerprint], itertools.count[int]] = {}
-        self._live: dict[Fingerprint, _Tally] = {}
-        self._retired: list[_Tally] = []
+        self.published: dict[Optional[Fingerprint], Tally] = {}
+        self._live: dict[Fingerprint, Tally] = {}
+        self._retired: list[Tally] = []
 
     def publish(self, kinds: Mapping[Fingerprint, Alert], now: float) -> bool:
         """Count ``kinds`` (fingerprint -> sample) on the calling threads from now on; False if unchanged.
@@ -78,22 +84,26 @@ class Fold:
         if kinds.keys() == self._live.keys():
             return False
         live = {
-            key: self._live.pop(key) if key in self._live else _Tally(sample) for key, sample in kinds.items()
+            key: self._live.pop(key) if key in self._live else Tally(sample) for key, sample in kinds.items()
         }
         for tally in self._live.values():
             tally.retired_at = now
             self._retired.append(tally)
         self._live = live
-        self.published = {key: tally.counter for key, tally in live.items()}
+        self.published = {key: tally for key, tally in live.items()}  # typed with Optional keys
         return True
 
-    def take(self, now: float) -> list[tuple[Alert, int]]:
-        """Return ``(sample, count)`` per kind counted since the last take; drop retired ones past grace."""
+    def take(self, now: float) -> list[tuple[Alert, int, Optional[float]]]:
+        """Return ``(sample, count, last seen)`` per kind counted since the last take.
+
+        ``last seen`` is the latest repeat's own wall time, or None when the callers could not say. Retired
+        counters past their grace period are dropped.
+        """
         counted = []
         for tally in (*self._live.values(), *self._retired):
             new = tally.take()
             if new:
-                counted.append((tally.sample, new))
+                counted.append((tally.sample, new, tally.last))
         for tally in self._retired:
             tally.reads += 1
         self._retired = [t for t in self._retired if t.reads < GRACE_READS or now - t.retired_at < GRACE]

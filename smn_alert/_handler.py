@@ -82,8 +82,9 @@ class SMNHandler(logging.Handler):
             if self.accepts(record):
                 dispatcher = self._dispatcher
                 if record.process == dispatcher.pid:  # not a child forked from C (its counts go nowhere)
-                    counter = dispatcher.fold.get(self._fingerprint(record))
-                    if counter is not None and next(counter):  # atomic, lock-free, re-entrant
+                    tally = dispatcher.fold.get(self._fingerprint(record))
+                    if tally is not None and next(tally.counter):  # atomic, lock-free, re-entrant
+                        tally.last = record.created  # one attribute store: when, for the digest's span
                         return  # counted; the first on a fresh counter (0) is snapshotted
                 dispatcher.submit(self._snapshot(record), record.process)
         except Exception:

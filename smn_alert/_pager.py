@@ -163,15 +163,15 @@ class Pager:
         if self._folding(now) and alert.levelno <= self._window_level:
             self._note_kind(alert)
 
-    def add_counted(self, sample: Alert, count: int, now: float) -> None:
+    def add_counted(self, sample: Alert, count: int, now: float, *, seen: Optional[float] = None) -> None:
         """Fold ``count`` alerts of ``sample``'s kind counted on the application thread (no snapshot each).
 
-        They are dated when the worker read them, by the pager's wall clock (their own times were never
-        taken).
+        ``seen`` is the latest one's own wall time, when the calling thread knew it (a log record's
+        ``created``); otherwise they are dated when the worker read them, by the pager's wall clock.
         """
         self.ledger.received += count
-        seen = sample._replace(created=max(sample.created, self._wall()))
-        self._group_for(seen, now).add(seen, count)
+        latest = sample._replace(created=max(sample.created, self._wall() if seen is None else seen))
+        self._group_for(latest, now).add(latest, count)
 
     def add_dropped(self, sample: Alert, count: int, now: float, *, other: bool = False) -> None:
         """Count ``count`` alerts of ``sample``'s kind that met a full buffer (text dropped, kind kept).

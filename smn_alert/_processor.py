@@ -112,9 +112,9 @@ class SMNProcessor:
         """Count the event if it is a repeat being folded, else snapshot it for the worker."""
         dispatcher = self._dispatcher
         if dispatcher.pid == os.getpid():  # not a child forked from C (its counts would go nowhere)
-            counter = dispatcher.fold.get(self._fingerprint(event_dict, name, levelno))
-            if counter is not None and next(counter):  # atomic, lock-free, re-entrant
-                return  # counted; the first on a fresh counter (0) is snapshotted
+            tally = dispatcher.fold.get(self._fingerprint(event_dict, name, levelno))
+            if tally is not None and next(tally.counter):  # atomic, lock-free, re-entrant
+                return  # counted (dated when read); the first on a fresh counter is snapshotted
         levelname = _NAMES.get(levelno) or f"LEVEL{levelno}"
         dispatcher.submit(self._snapshot(event_dict, name, levelno, levelname))
 

@@ -134,6 +134,26 @@ def test_quick_event_fingerprint_is_the_snapshots_or_none(event: dict[str, Any])
 
 
 # --- through the handler -----------------------------------------------------------------------------------
+def test_repeats_counted_on_the_calling_thread_are_dated_by_their_records(paging: Any) -> None:
+    """A digest's span comes from the records' own times (a replayed incident), not when they were read."""
+    handler, logger, sender = paging()
+    base = 1_700_000_000.0
+
+    def log_at(offset: float) -> None:
+        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "db timeout", (), None)
+        record.created = base + offset
+        logger.handle(record)
+
+    log_at(0)
+    sender.wait_for(1)
+    assert len(handler._dispatcher.fold) == 1
+    for second in range(1, 41):
+        log_at(second)  # counted on the calling thread, 40 s of record time in a moment of real time
+    assert handler.flush(5.0)
+    digest = sender.wait_for(2)[1]
+    assert digest.startswith("ERROR x40 in 39 s"), digest  # from the first repeat (1 s) to the last (40 s)
+
+
 def test_threads_counting_repeats_are_counted_exactly(paging: Any) -> None:
     """N threads x M repeats during an open window: the digest says N*M and the counters add up."""
     handler, logger, sender = paging()
@@ -232,7 +252,7 @@ def test_counts_racing_a_windows_end_land_in_the_next_digest() -> None:
     pager.add(first, clock())
     assert pager.take_due(clock()) is not None  # the first page opens the window
     fold.publish(pager.fold_kinds(clock()), 0.0)
-    counter = fold.published[first.fingerprint]
+    counter = fold.published[first.fingerprint].counter
     assert next(counter) == 0  # the first repeat takes the snapshot path ...
     pager.add(first, clock())
     for _ in range(5):
@@ -240,13 +260,13 @@ def test_counts_racing_a_windows_end_land_in_the_next_digest() -> None:
     clock.advance(61.0)  # the window ends: the kind is no longer counted on the calling thread
     assert fold.publish(pager.fold_kinds(clock()), 0.1) and fold.published == {}
     next(counter)  # an application thread that looked the counter up just before the swap
-    for sample, count in fold.take(0.2):
-        pager.add_counted(sample, count, clock())
+    for sample, count, seen in fold.take(0.2):
+        pager.add_counted(sample, count, clock(), seen=seen)
     digest = pager.take_due(clock())
     assert digest is not None and digest.alerts == 7
     next(counter)  # later still, within the grace period: the next digest has it
-    for sample, count in fold.take(0.3):
-        pager.add_counted(sample, count, clock())
+    for sample, count, seen in fold.take(0.3):
+        pager.add_counted(sample, count, clock(), seen=seen)
     assert pager.pending == 8  # the digest in flight (7) and the straggler waiting for the next one
     fold.take(0.3 + GRACE)
     assert fold.unread == 0 and not fold.retiring
