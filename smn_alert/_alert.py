@@ -162,16 +162,32 @@ def _innermost_frame(tb: TracebackType | None) -> str:
     return f"{os.path.basename(code.co_filename)}:{tb.tb_lineno} in {code.co_name}"
 
 
-def _exc_parts(exc_info: object) -> tuple[str, str, str]:
-    """Exception type, value and innermost frame from ``exc_info`` in any of its accepted forms."""
+def _exc_triple(exc_info: object) -> Any:
+    """``exc_info`` in any of its accepted forms as ``(type, value, traceback)``, or None."""
     if isinstance(exc_info, BaseException):
         exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
     elif exc_info is True:
         exc_info = _current_exc_info()
     if not (isinstance(exc_info, tuple) and len(exc_info) == 3 and isinstance(exc_info[0], type)):
+        return None
+    return exc_info
+
+
+def _exc_parts(exc_info: object) -> tuple[str, str, str]:
+    """Exception type, value and innermost frame from ``exc_info`` in any of its accepted forms."""
+    triple = _exc_triple(exc_info)
+    if triple is None:
         return "", "", ""
-    exc_type, value, tb = exc_info
+    exc_type, value, tb = triple
     return _type_name(exc_type), _safe_str(value), _innermost_frame(tb)
+
+
+def _exc_key(exc_info: object) -> tuple[str, str]:
+    """Return the exception type and innermost frame of ``exc_info`` (what a fingerprint holds)."""
+    triple = _exc_triple(exc_info) if exc_info else None
+    if triple is None:
+        return "", ""
+    return _type_name(triple[0]), _innermost_frame(triple[2])
 
 
 def _rendered_exc_parts(exception: object) -> tuple[str, str, str]:
@@ -317,6 +333,42 @@ class Alert(_AlertFields):
             levelno, levelname, logger, template, message[:MAX_SNAPSHOT_CHARS],
             exc_type, exc_value, exc_where, created,
         )  # fmt: skip
+
+
+# --- fingerprints without a snapshot: the calling thread's fast path ------------------------------------
+def quick_fingerprint(record: logging.LogRecord) -> Fingerprint | None:
+    """``Alert.from_record(record).fingerprint`` without building the snapshot, or None when not cheap.
+
+    Neither the message nor the exception's value is rendered: a repeat the worker only counts costs a
+    lookup. None (take the snapshot) for a message that is not a plain ``str`` or anything unexpected.
+    """
+    msg = record.msg
+    if type(msg) is not str:
+        return None
+    try:
+        exc_type, exc_where = _exc_key(record.exc_info)
+    except Exception:
+        return None
+    template = msg if len(msg) <= MAX_SNAPSHOT_CHARS else msg[:MAX_SNAPSHOT_CHARS]
+    return (record.name, record.levelno, template, exc_type, exc_where)
+
+
+def quick_event_fingerprint(event_dict: Mapping[str, Any], logger: str, levelno: int) -> Fingerprint | None:
+    """``Alert.from_event_dict(event_dict, logger, levelno, ...).fingerprint`` without the snapshot, or None.
+
+    None when not cheap: an event that is not a plain ``str``, or a traceback structlog already rendered.
+    """
+    event = event_dict.get("event", "")
+    if type(event) is not str:
+        return None
+    try:
+        exc_type, exc_where = _exc_key(event_dict.get("exc_info"))
+    except Exception:
+        return None
+    if not exc_type and event_dict.get("exception"):
+        return None
+    template = event if len(event) <= MAX_SNAPSHOT_CHARS else event[:MAX_SNAPSHOT_CHARS]
+    return (logger, levelno, template, exc_type, exc_where)
 
 
 # --- kinds: what folds together, and where kinds beyond a limit go ---------------------------------------

@@ -44,6 +44,10 @@ class HandOver:
         # signal handler or __del__); threading.Event.set is not: its lock would deadlock the thread.
         self._wakeup: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._asleep = False  # the worker sleeps (or is about to) on _wakeup: a new alert puts a token
+        #: Only an alert above this level wakes the worker (it could page now); the worker sets it after each
+        #: look (``Pager.wake_level``). Others wait for the worker's own look, a few times a second.
+        self.wake_above = -1
+        self._urgent = False  # an alert worth waking for came since the worker last looked
         self._overflow = Overflow(ledger)  # alerts counted while the buffer was full, or after close
 
     # --- application thread -------------------------------------------------------------------------
@@ -52,15 +56,21 @@ class HandOver:
         alerts = self._alerts
         if len(alerts) >= self._limit:
             return False
+        first = not alerts
         alerts.append(alert)
-        if self._asleep:
-            self.wake()
+        # Above the level: it could page now. The first since the worker looked: a window its clock has seen
+        # end (a repeat of a folded kind never gets here), so one wake per batch, not per alert.
+        if first or alert.levelno > self.wake_above:
+            self._urgent = True  # before looking at _asleep: wait() looks at them the other way round
+            if self._asleep:
+                self.wake()
         return True
 
     def put_reserve(self, alert: Alert) -> bool:
         """Admit a CRITICAL into the reserve past the capacity; False if it is full too (or not CRITICAL)."""
         if alert.levelno >= logging.CRITICAL and len(self._alerts) < self._ceiling:
             self._alerts.append(alert)
+            self._urgent = True
             self.wake()
             return True
         return False
@@ -68,6 +78,7 @@ class HandOver:
     def put_late(self, alert: Alert) -> None:
         """Append ``alert`` past any limit: logged after close, it is paged within the deadline left."""
         self._alerts.append(alert)
+        self._urgent = True
 
     def count_dropped(self, alert: Alert, *, late: bool = False) -> None:
         """Count ``alert`` as dropped (``late``: logged after close, never paged); safe to re-enter."""
@@ -89,14 +100,15 @@ class HandOver:
 
     # --- worker thread ------------------------------------------------------------------------------
     def wait(self, seconds: Optional[float]) -> None:
-        """Sleep until a token comes (new alert, flush, close) or ``seconds`` pass; take every token."""
+        """Sleep until a token comes (an alert worth waking for, flush, close) or ``seconds`` pass."""
         self._asleep = True
-        if not self._alerts:  # after _asleep: an alert appended now puts a token, one before is seen here
+        if not self._urgent:  # after _asleep: an urgent alert appended now puts a token, one before is seen
             if seconds is not None and not 0.0 <= seconds <= MAX_SLEEP:
                 seconds = MAX_SLEEP if seconds > MAX_SLEEP else 0.0
             with contextlib.suppress(queue.Empty):
                 self._wakeup.get(timeout=seconds)
         self._asleep = False
+        self._urgent = False  # before the worker drains: a later urgent alert is either drained or wakes it
         with contextlib.suppress(queue.Empty):
             while True:
                 self._wakeup.get_nowait()

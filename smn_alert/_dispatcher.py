@@ -1,7 +1,8 @@
 """The background worker that turns alerts into pages, and the dispatcher's lifecycle (flush, close, fork).
 
 The application thread hands alerts over through a :class:`~smn_alert._buffer.HandOver` (no lock that is not
-re-entrant, nothing that can block). One daemon worker per dispatcher, started on the first alert, drains
+re-entrant, nothing that can block), or only counts a repeat being folded (:mod:`smn_alert._fold`). One daemon
+worker per dispatcher, started when it is built (and in a forked child by the fork hook), drains
 the buffer into a :class:`~smn_alert._pager.Pager`, sends what it says is due through a
 :class:`~smn_alert._senders.Sender`, logs the notes the pager words, and sleeps until the next deadline.
 ``flush`` and ``close`` have deadlines, ``close`` is idempotent, and a forked child starts afresh without
@@ -28,6 +29,7 @@ from smn_alert import _guards, _process
 from smn_alert._alert import Alert
 from smn_alert._buffer import HandOver
 from smn_alert._diagnostics import Diagnostics, tell_stderr
+from smn_alert._fold import Fold
 from smn_alert._ledger import Ledger
 from smn_alert._pager import Note, Page, Pager
 from smn_alert._senders import Delivery, Sender
@@ -41,6 +43,9 @@ DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 THREAD_RETRY = 1.0
 #: The longest ``flush()`` or ``close()`` waits, whatever it is handed (``inf`` included): a day.
 MAX_WAIT = 24 * 3600.0
+#: Seconds between the worker's own looks while alerts wait that were not worth waking it for (repeats and
+#: new kinds inside an open window, anything while nothing can go out): a flood wakes it a few times a second.
+POLL = 0.25
 
 _log = logging.getLogger("smn_alert")
 
@@ -95,13 +100,18 @@ class Dispatcher:
         self._sender_open = True
         self._reset()
         _process.register(self)
+        # Started now, at construction: the first logger.error() must not pay for a thread start.
+        self._start_worker()
 
     def _reset(self) -> None:
         """Fresh buffer, locks and pager: at construction and in a forked child."""
-        self._pid = os.getpid()
+        self.pid = os.getpid()
         self._ledger = Ledger()  # every counter stats() reports: the pager's and the buffer's
         self._buffer = HandOver(self.capacity, self._ledger)
         self._put = self._buffer.put  # bound once: submit is the application's hot path
+        self._fold = Fold()
+        #: Fingerprint -> counter of the kinds the application thread only counts (see _fold); replaced whole.
+        self.fold = self._fold.published
         # Re-entrant, as the stdlib handlers' locks: a signal handler that logs while this thread holds
         # one (a flush, the worker start) must not deadlock the process.
         self._lock = threading.RLock()
@@ -133,7 +143,7 @@ class Dispatcher:
         re-entrant. ``pid`` is the process the alert was logged in, when the caller knows it (a
         ``LogRecord``'s ``process``): it spares a ``getpid()`` when looking for a fork from C.
         """
-        if pid != self._pid:
+        if pid != self.pid:
             self._check_process()
         if not self._put(alert):
             return self._over_capacity(alert)
@@ -143,7 +153,7 @@ class Dispatcher:
 
     def _check_process(self) -> None:
         """Start afresh in a child forked without Python's fork hooks (uWSGI forks from C)."""
-        if os.getpid() != self._pid:
+        if os.getpid() != self.pid:
             _process.forked_without_hooks()
 
     def _over_capacity(self, alert: Alert) -> bool:
@@ -273,6 +283,11 @@ class Dispatcher:
             final = self._may_overspend()
             wakeup = self._pager.blocked_until(now, final=final) if closing else self._pager.next_wakeup(now)
         delay = None if wakeup is None else max(0.0, wakeup - now)
+        buffer = self._buffer
+        # Alerts that did not wake us (or may come without waking us: a window is open, or nothing can go
+        # out), or counters to read: look on our own, a few times a second.
+        if buffer.queued or buffer.wake_above >= 0 or self._fold.retiring:
+            delay = POLL if delay is None else min(delay, POLL)
         if closing:
             left = max(0.0, self._close_deadline - time.monotonic())
             delay = left if delay is None else min(delay, left)
@@ -285,6 +300,9 @@ class Dispatcher:
             closing = self._closing
             override = self._may_overspend()
             page = self._pager.take_due(now, force=closing or self._flushers > 0, override_budget=override)
+            if page is not None:
+                self._sync_fold(now)  # the window it opens: its kinds are counted from now on
+            self._buffer.wake_above = self._pager.wake_level(now)
         if page is not None and page.trouble:
             self._say("compose", "%s", page.trouble)
         return page
@@ -295,6 +313,15 @@ class Dispatcher:
             pager.add(alert, now)
         count, kinds = buffer.take_dropped()
         self._tell(pager.add_overflow(count, kinds, self.capacity, now))
+        self._sync_fold(now)
+
+    def _sync_fold(self, now: float) -> None:
+        """Publish the kinds the application thread may only count, and take what it counted."""
+        fold = self._fold
+        if fold.publish({} if self._closing else self._pager.fold_kinds(now), time.monotonic()):
+            self.fold = fold.published
+        for sample, count, seen in fold.take(time.monotonic()):
+            self._pager.add_counted(sample, count, now, seen=seen)
 
     def _send(self, page: Page) -> Union[Delivery, SMNError]:
         try:
@@ -336,7 +363,7 @@ class Dispatcher:
 
     def _pending(self) -> int:
         """Alerts taken in and not resolved yet: in the buffer, counted while it was full, in the pager."""
-        return self._buffer.queued + self._pager.pending
+        return self._buffer.queued + self._fold.unread + self._pager.pending
 
     def say_trouble(self, key: str, message: str, *args: object) -> None:
         """Report a problem of an adapter (handler, processor) the same rate-limited way as our own."""
@@ -432,6 +459,8 @@ class Dispatcher:
             self._closing = True
             self._at_exit = at_exit
             self._buffer.close()  # every later submit takes the slow path, which counts it
+            self._fold.publish({}, time.monotonic())  # ... and no repeat is only counted any more
+            self.fold = self._fold.published
             self._pager.expedite()
             self._close_deadline = time.monotonic() + seconds
         self._buffer.poke()
@@ -480,11 +509,12 @@ class Dispatcher:
         """Counters that add up: received = sent + folded + suppressed + dropped + failed + pending."""
         self._check_process()
         with self._lock:
-            return self._ledger.stats(queued=self._buffer.queued, pending=self._pager.pending)
+            queued = self._buffer.queued + self._fold.unread
+            return self._ledger.stats(queued=queued, pending=self._pager.pending)
 
     def _received(self) -> int:
         with self._lock:
-            return self._ledger.total_received(self._buffer.queued)
+            return self._ledger.total_received(self._buffer.queued + self._fold.unread)
 
     @property
     def closed(self) -> bool:
@@ -493,6 +523,10 @@ class Dispatcher:
 
     def after_fork_in_child(self) -> None:
         """Start afresh in a forked child, without the parent's pending alerts, worker or locks."""
-        if self._pid == os.getpid():
+        if self.pid == os.getpid():
             return  # made in this very process (a child forked from C made it before noticing the fork)
         self._reset()  # even a closed one: its locks may have been held by a thread that is gone
+        if not self._closed:
+            # From the fork hook: the child's worker starts now, not on its first alert. (A child forked
+            # from C skips the hook: the first alert it logs notices the fork and starts the worker then.)
+            self._start_worker()

@@ -119,6 +119,21 @@ class _PagedMark(threading.local):
 _paged = _PagedMark()
 
 
+class _Handlers:
+    """Whether any ``SMNHandler`` was built in this process: only then is the paged mark worth making."""
+
+    built = False
+
+
+#: Read by SMNProcessor on its hot path: ``HANDLERS.built``.
+HANDLERS = _Handlers()
+
+
+def handler_built() -> None:
+    """Say that an ``SMNHandler`` exists: from now on an ``SMNProcessor`` marks the events it pages."""
+    HANDLERS.built = True
+
+
 def mark_paged(event_dict: Mapping[str, Any]) -> None:
     """Remember, for this thread, that ``event_dict`` has been paged by an ``SMNProcessor``.
 

@@ -1,8 +1,12 @@
 """``SMNHandler``: a ``logging.Handler`` that pages serious records by SMS through SMN.
 
-A thin adapter: ``emit`` snapshots the record into an :class:`~smn_alert._alert.Alert` and hands it to the
-dispatcher without blocking; everything else (folding, budget, text, sending) happens on the worker thread.
-It subclasses ``logging.Handler``, not ``QueueHandler``, because ``dictConfig`` special-cases the latter.
+A thin adapter: ``emit`` counts a repeat the worker is folding (see :mod:`smn_alert._fold`), or snapshots the
+record into an :class:`~smn_alert._alert.Alert` and hands it to the dispatcher without blocking; everything
+else (folding, budget, text, sending) happens on the worker thread. It subclasses ``logging.Handler``, not
+``QueueHandler``, because ``dictConfig`` special-cases the latter.
+
+``dictConfig`` imports this module to resolve the class, so it imports only what ``emit`` needs; the
+settings, the pipeline and the snapshot code load when a handler is built.
 """
 
 from __future__ import annotations
@@ -10,14 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from smn_alert._alert import Alert
-from smn_alert._build import build_dispatcher
+from smn_alert import _guards
 from smn_alert._guards import DECISIONS, is_ignored_logger, is_worker, on_worker_thread, was_paged
-from smn_alert._senders import Sender
-from smn_alert._settings import PagerSettings, check_level
-from smn_alert._smn import mask_number
+
+if TYPE_CHECKING:
+    from smn_alert._senders import Sender
 
 
 class SMNHandler(logging.Handler):
@@ -48,6 +51,10 @@ class SMNHandler(logging.Handler):
         wall: Callable[[], float] = time.time,
         **settings: Any,
     ) -> None:
+        from smn_alert._alert import Alert, quick_fingerprint
+        from smn_alert._build import build_dispatcher
+        from smn_alert._settings import PagerSettings, check_level
+
         if endpoints is not None:
             settings["endpoints"] = endpoints
         # Validate and build everything before logging.Handler registers us: a refused configuration
@@ -59,6 +66,8 @@ class SMNHandler(logging.Handler):
         )
         super().__init__(levelno)
         self.settings, self._dispatcher = checked, dispatcher
+        self._snapshot, self._fingerprint = Alert.from_record, quick_fingerprint  # emit imports nothing
+        _guards.handler_built()  # from now on an SMNProcessor marks what it pages, for us to skip
 
     def handle(self, record: logging.LogRecord) -> Any:
         """Filter and emit ``record`` without the handler lock: ``emit`` is thread-safe and never blocks."""
@@ -68,10 +77,16 @@ class SMNHandler(logging.Handler):
         return result
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Snapshot ``record`` and hand it to the worker; never raises, never changes the record."""
+        """Count ``record`` if it is a repeat being folded, else snapshot it for the worker; never raises."""
         try:
             if self.accepts(record):
-                self._dispatcher.submit(Alert.from_record(record), record.process)
+                dispatcher = self._dispatcher
+                if record.process == dispatcher.pid:  # not a child forked from C (its counts go nowhere)
+                    tally = dispatcher.fold.get(self._fingerprint(record))
+                    if tally is not None and next(tally.counter):  # atomic, lock-free, re-entrant
+                        tally.last = record.created  # one attribute store: when, for the digest's span
+                        return  # counted; the first on a fresh counter (0) is snapshotted
+                dispatcher.submit(self._snapshot(record), record.process)
         except Exception:
             self.handleError(record)
 
@@ -110,6 +125,8 @@ class SMNHandler(logging.Handler):
         return self._dispatcher.stats()
 
     def __repr__(self) -> str:
+        from smn_alert._smn import mask_number
+
         level = logging.getLevelName(self.level)
         settings = self.settings
         if settings.mode == "topic":

@@ -40,6 +40,8 @@ DEFAULT_MAX_KINDS_PER_PAGE = 200
 #: Longest :meth:`Pager.next_wakeup` lies ahead, in seconds: whatever a budget, circuit or window says, the
 #: worker looks again within an hour, and never asks a thread to wait longer than it can.
 MAX_SLEEP = 3600.0
+#: A level no alert is above: :meth:`Pager.wake_level` while nothing can go out.
+NEVER = 1 << 62
 
 # A phone number in free text: seven digits or more, single spaces or hyphens between them allowed, not
 # part of a longer word (the digits inside a hex request id stay as they are).
@@ -149,12 +151,27 @@ class Pager:
         self._failed_unreported = 0
         self._in_flight = 0
         self._outage: Optional[str] = None  # what opened the circuit, said once per outage
+        # Kinds seen while the window is open, at or below its level: their repeats change nothing but a
+        # count, so the application thread may count them (see _fold); fingerprint -> first alert.
+        self._window_kinds: dict[Fingerprint, Alert] = {}
 
     # --- intake -------------------------------------------------------------------------------------
     def add(self, alert: Alert, now: float) -> None:
         """Fold one alert into the pending digest."""
         self.ledger.received += 1
         self._group_for(alert, now).add(alert)
+        if self._folding(now) and alert.levelno <= self._window_level:
+            self._note_kind(alert)
+
+    def add_counted(self, sample: Alert, count: int, now: float, *, seen: Optional[float] = None) -> None:
+        """Fold ``count`` alerts of ``sample``'s kind counted on the application thread (no snapshot each).
+
+        ``seen`` is the latest one's own wall time, when the calling thread knew it (a log record's
+        ``created``); otherwise they are dated when the worker read them, by the pager's wall clock.
+        """
+        self.ledger.received += count
+        latest = sample._replace(created=max(sample.created, self._wall() if seen is None else seen))
+        self._group_for(latest, now).add(latest, count)
 
     def add_dropped(self, sample: Alert, count: int, now: float, *, other: bool = False) -> None:
         """Count ``count`` alerts of ``sample``'s kind that met a full buffer (text dropped, kind kept).
@@ -196,6 +213,33 @@ class Pager:
                              created=like.created)  # fmt: skip
             group = self._groups[key] = Group(stand_in, now)
         return group
+
+    # --- what the application thread may do on its own ----------------------------------------------
+    def _folding(self, now: float) -> bool:
+        return self._window_end is not None and now < self._window_end
+
+    def _note_kind(self, alert: Alert) -> None:
+        if len(self._window_kinds) < self.max_groups and alert.template is not OTHER_KINDS:
+            self._window_kinds.setdefault(alert.fingerprint, alert)
+
+    def fold_kinds(self, now: float) -> dict[Fingerprint, Alert]:
+        """Kinds whose repeats may only be counted now (fingerprint -> first alert): none outside a window.
+
+        Within an open window, a kind at or below the level paged changes nothing but its count until the
+        window ends; anything worse is not among these, so it is snapshotted and pages at once.
+        """
+        return self._window_kinds if self._folding(now) else {}
+
+    def wake_level(self, now: float) -> int:
+        """Return the level an alert must be above for waking the worker to matter (it could page now).
+
+        ``-1`` outside a window (any alert may be a first page); the window's level inside one; above any
+        level while the budget is spent or the circuit is open (nothing can go out: the worker looks on
+        its own, a few times a second).
+        """
+        if self.breaker.is_open or (not self._paid and not self._token_ready()):
+            return NEVER
+        return self._window_level if self._folding(now) else -1
 
     # --- what is waiting ----------------------------------------------------------------------------
     @property
@@ -266,6 +310,7 @@ class Pager:
         if not self._has_news():
             if self._window_end is not None and now >= self._window_end:
                 self._window_end = None  # a whole window without alerts: the spell is quiet again
+                self._window_kinds = {}
             return None
         due = self._not_before if self._paid else (now if force else self._due_at(now))
         if due > now:  # a flush skips the folding window, never a retry's backoff
@@ -303,9 +348,14 @@ class Pager:
         return page
 
     def _open_window(self, now: float, groups: Iterable[Group]) -> None:
+        groups = list(groups)
         level = max((g.alert.levelno for g in groups), default=0)
+        if self._window_end is None:
+            self._window_kinds = {}
         self._window_level = max(level, self._window_level) if self._window_end is not None else level
         self._window_end = now + self.window
+        for group in groups:
+            self._note_kind(group.alert)
 
     # --- results ------------------------------------------------------------------------------------
     def settle(self, page: Page, outcome: Outcome, now: float) -> Optional[Note]:

@@ -13,15 +13,15 @@ that formatter comes later in the chain, so the arguments go through redaction w
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import MutableMapping
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from smn_alert._alert import Alert
-from smn_alert._build import build_dispatcher
-from smn_alert._guards import is_ignored_logger, mark_paged, on_worker_thread
-from smn_alert._senders import Sender
-from smn_alert._settings import PagerSettings, check_level
+from smn_alert._guards import HANDLERS, is_ignored_logger, mark_paged, on_worker_thread
+
+if TYPE_CHECKING:
+    from smn_alert._senders import Sender
 
 _LEVELS = {
     "critical": logging.CRITICAL,
@@ -78,6 +78,10 @@ class SMNProcessor:
         wall: Callable[[], float] = time.time,
         **settings: Any,
     ) -> None:
+        from smn_alert._alert import Alert, quick_event_fingerprint
+        from smn_alert._build import build_dispatcher
+        from smn_alert._settings import PagerSettings, check_level
+
         levelno = _levelno(level)  # structlog's own names first ("exception", "warn") ...
         self.levelno = check_level(level) if levelno is None else levelno  # ... then logging's, or refused
         if endpoints is not None:
@@ -86,6 +90,7 @@ class SMNProcessor:
         self._dispatcher = build_dispatcher(
             self.settings, sender=sender, clock=clock, wall=wall, name="smn_alert-processor"
         )
+        self._snapshot, self._fingerprint = Alert.from_event_dict, quick_event_fingerprint
 
     def __call__(self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
         """Page ``event_dict`` if it is serious enough; always return it unchanged."""
@@ -95,15 +100,23 @@ class SMNProcessor:
                 return event_dict
             name = _logger_name(logger, event_dict)
             if not is_ignored_logger(name):
-                alert = Alert.from_event_dict(
-                    event_dict, name, levelno, _NAMES.get(levelno, f"LEVEL{levelno}")
-                )
-                self._dispatcher.submit(alert)
-                mark_paged(event_dict)
+                self._page(event_dict, name, levelno)
+                if HANDLERS.built:  # only an SMNHandler reads the mark (behind ProcessorFormatter)
+                    mark_paged(event_dict)
         except Exception as error:  # a pager must never break the application's logging call
             reason = type(error).__name__  # not the message: it may quote the event's content
             self._dispatcher.say_trouble("processor", "SMNProcessor could not page an event: %s", reason)
         return event_dict
+
+    def _page(self, event_dict: MutableMapping[str, Any], name: str, levelno: int) -> None:
+        """Count the event if it is a repeat being folded, else snapshot it for the worker."""
+        dispatcher = self._dispatcher
+        if dispatcher.pid == os.getpid():  # not a child forked from C (its counts would go nowhere)
+            tally = dispatcher.fold.get(self._fingerprint(event_dict, name, levelno))
+            if tally is not None and next(tally.counter):  # atomic, lock-free, re-entrant
+                return  # counted (dated when read); the first on a fresh counter is snapshotted
+        levelname = _NAMES.get(levelno) or f"LEVEL{levelno}"
+        dispatcher.submit(self._snapshot(event_dict, name, levelno, levelname))
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Wait until pending alerts are sent, at most ``timeout`` seconds; True when none are left."""

@@ -57,12 +57,13 @@ def add_up(stats: dict[str, object]) -> bool:
 
 
 class TestHandOver:
-    def test_worker_starts_on_the_first_alert(self, sender: RecordingSender) -> None:
-        """No thread exists until something is worth paging; the first alert starts it and is paged."""
+    def test_worker_starts_when_built(self, sender: RecordingSender) -> None:
+        """The worker runs right after construction: the first alert does not pay for a thread start."""
         dispatcher = make_dispatcher(sender)
-        assert dispatcher.worker_ident is None
+        ident = dispatcher.worker_ident
+        assert ident is not None and any(t.ident == ident and t.is_alive() for t in threading.enumerate())
         assert dispatcher.submit(alert("first"))
-        assert dispatcher.worker_ident is not None
+        assert dispatcher.worker_ident == ident
         assert "first" in sender.wait_for(1)[0]
         assert sender.threads == ["smn_alert"]
         dispatcher.close()

@@ -378,19 +378,17 @@ class TestApplicationThread:
         assert time.monotonic() - started < 0.5
         assert handler.stats()["received"] == 1001
 
-    def test_worker_starts_on_the_first_alert_and_not_before(
-        self, pager: Pager, smn_server: FakeSMNServer
-    ) -> None:
-        """Constructing the handler and logging below its level start no thread; the first alert does."""
+    def test_worker_runs_right_after_construction(self, pager: Pager, smn_server: FakeSMNServer) -> None:
+        """Building the handler starts its one daemon worker: the first alert pays for no thread start."""
         before = set(threading.enumerate())
         _, logger = pager()
-        logger.info("just info")
-        logger.warning("just a warning")
-        assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("smn_alert")]
-        logger.error("now it matters")
         started = [t for t in set(threading.enumerate()) - before if t.name.startswith("smn_alert")]
         assert [thread.name for thread in started] == ["smn_alert-handler"]
-        assert all(thread.daemon for thread in started)
+        assert all(thread.daemon and thread.is_alive() for thread in started)
+        logger.info("just info")
+        logger.error("now it matters")
+        now = [t for t in set(threading.enumerate()) - before if t.name.startswith("smn_alert")]
+        assert now == started  # no other thread for the first alert
         smn_server.wait_for_messages(1)
 
 
