@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 import os
 import time
+from threading import get_ident
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from smn_alert._guards import HANDLERS, is_ignored_logger, mark_paged, on_worker_thread
+from smn_alert._guards import DECISIONS, HANDLERS, WORKERS, is_ignored_logger, mark_paged
 
 if TYPE_CHECKING:
     from smn_alert._senders import Sender
@@ -41,6 +42,7 @@ _NAMES = {logging.CRITICAL: "CRITICAL", logging.ERROR: "ERROR", logging.WARNING:
 
 
 def _levelno(level: object) -> Optional[int]:
+    """The numeric level of a structlog level name (any case) or number; None when it is neither."""
     if isinstance(level, int) and not isinstance(level, bool):
         return level
     if isinstance(level, str):
@@ -95,11 +97,15 @@ class SMNProcessor:
     def __call__(self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
         """Page ``event_dict`` if it is serious enough; always return it unchanged."""
         try:
-            levelno = _levelno(event_dict.get("level")) or _levelno(method_name)
-            if levelno is None or levelno < self.levelno or on_worker_thread():
-                return event_dict
+            level = event_dict.get("level")
+            levelno = _LEVELS.get(level) if type(level) is str else None  # add_log_level's names: one lookup
+            if not levelno:
+                levelno = _levelno(level) or _levelno(method_name)
+            if levelno is None or levelno < self.levelno or get_ident() in WORKERS:
+                return event_dict  # below the level (info), or a worker's own logging
             name = _logger_name(logger, event_dict)
-            if not is_ignored_logger(name):
+            ignored = DECISIONS.get(name)  # the guards' own cache, read here to keep the call cheap
+            if not (is_ignored_logger(name) if ignored is None else ignored):
                 self._page(event_dict, name, levelno)
                 if HANDLERS.built:  # only an SMNHandler reads the mark (behind ProcessorFormatter)
                     mark_paged(event_dict)
@@ -111,12 +117,13 @@ class SMNProcessor:
     def _page(self, event_dict: MutableMapping[str, Any], name: str, levelno: int) -> None:
         """Count the event if it is a repeat being folded, else snapshot it for the worker."""
         dispatcher = self._dispatcher
-        if dispatcher.pid == os.getpid():  # not a child forked from C (its counts would go nowhere)
+        pid = os.getpid()  # once per paged event: a child forked from C must not count into the parent's fold
+        if pid == dispatcher.pid:
             tally = dispatcher.fold.get(self._fingerprint(event_dict, name, levelno))
             if tally is not None and next(tally.counter):  # atomic, lock-free, re-entrant
                 return  # counted (dated when read); the first on a fresh counter is snapshotted
         levelname = _NAMES.get(levelno) or f"LEVEL{levelno}"
-        dispatcher.submit(self._snapshot(event_dict, name, levelno, levelname))
+        dispatcher.submit(self._snapshot(event_dict, name, levelno, levelname), pid)
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Wait until pending alerts are sent, at most ``timeout`` seconds; True when none are left."""
