@@ -110,11 +110,12 @@ def forget_workers() -> None:
 
 # --- one page per event: the structlog processor marks what it paged, the handler skips it -------------
 class _PagedMark(threading.local):
-    """Remember the last event an SMNProcessor paged on this thread (class defaults: a miss is cheap)."""
+    """The last event an SMNProcessor paged on this thread: ``(event dict, its text, its keys then)``.
 
-    event: Optional[Mapping[str, Any]] = None
-    text: object = None
-    keys: tuple[object, ...] = ()
+    One tuple, stored and read in one step (the class default makes a miss cheap).
+    """
+
+    mark: Optional[tuple[Mapping[str, Any], object, tuple[object, ...]]] = None
 
 
 _paged = _PagedMark()
@@ -145,10 +146,7 @@ def mark_paged(event_dict: Mapping[str, Any]) -> None:
     ``render_to_log_kwargs`` (which pops the event text out of the dict) the text and the other keys are
     remembered too: those keys come back as attributes of the record.
     """
-    paged = _paged
-    paged.event = event_dict
-    paged.text = event_dict.get("event")
-    paged.keys = tuple(event_dict)  # as they were now (later processors may change the dict); sifted when read
+    _paged.mark = (event_dict, event_dict.get("event"), tuple(event_dict))  # keys sifted when read
     MARKS.built = True
 
 
@@ -158,16 +156,17 @@ def was_paged(record: logging.LogRecord) -> bool:
     The first record that is not that event clears the mark, so a later stdlib error that merely reads
     the same is still paged.
     """
-    event = _paged.event
-    if event is None:
+    mark = _paged.mark
+    if mark is None:
         return False
+    event, text, keys = mark
     msg = record.msg
     if msg is event:  # ProcessorFormatter: the very dict (kept marked for a second SMNHandler)
         return True
     attributes = record.__dict__
-    if isinstance(msg, str) and msg == _paged.text and all(
-        key in attributes for key in _paged.keys if isinstance(key, str) and key not in _KWARG_KEYS
+    if isinstance(msg, str) and msg == text and all(
+        key in attributes for key in keys if isinstance(key, str) and key not in _KWARG_KEYS
     ):
         return True  # render_to_log_kwargs: the text, with the event's other keys as attributes
-    _paged.event = None
+    _paged.mark = None
     return False
