@@ -13,8 +13,8 @@ that formatter comes later in the chain, so the arguments go through redaction w
 from __future__ import annotations
 
 import logging
-import os
 import time
+from os import getpid
 from threading import get_ident
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
@@ -48,11 +48,6 @@ def _levelno(level: object) -> Optional[int]:
     if isinstance(level, str):
         return _LEVELS.get(level.strip().lower())
     return None
-
-
-def _logger_name(logger: object, event_dict: MutableMapping[str, Any]) -> str:
-    name = event_dict.get("logger") or event_dict.get("logger_name") or getattr(logger, "name", None)
-    return name if isinstance(name, str) else "structlog"
 
 
 class SMNProcessor:
@@ -101,29 +96,32 @@ class SMNProcessor:
             levelno = _LEVELS.get(level) if type(level) is str else None  # add_log_level's names: one lookup
             if not levelno:
                 levelno = _levelno(level) or _levelno(method_name)
-            if levelno is None or levelno < self.levelno or get_ident() in WORKERS:
-                return event_dict  # below the level (info), or a worker's own logging
-            name = _logger_name(logger, event_dict)
-            ignored = DECISIONS.get(name)  # the guards' own cache, read here to keep the call cheap
-            if not (is_ignored_logger(name) if ignored is None else ignored):
-                self._page(event_dict, name, levelno)
-                if HANDLERS.built:  # only an SMNHandler reads the mark (behind ProcessorFormatter)
-                    mark_paged(event_dict)
+            # Below the level (an info event) or a worker's own logging: nothing more to look at.
+            if levelno is not None and levelno >= self.levelno and get_ident() not in WORKERS:
+                if self._page(logger, event_dict, levelno) and HANDLERS.built:
+                    mark_paged(event_dict)  # only an SMNHandler reads the mark (behind ProcessorFormatter)
         except Exception as error:  # a pager must never break the application's logging call
             reason = type(error).__name__  # not the message: it may quote the event's content
             self._dispatcher.say_trouble("processor", "SMNProcessor could not page an event: %s", reason)
         return event_dict
 
-    def _page(self, event_dict: MutableMapping[str, Any], name: str, levelno: int) -> None:
-        """Count the event if it is a repeat being folded, else snapshot it for the worker."""
+    def _page(self, logger: object, event_dict: MutableMapping[str, Any], levelno: int) -> bool:
+        """Count the event if it is a repeat being folded, else snapshot it; False for an ignored logger."""
+        name = event_dict.get("logger") or event_dict.get("logger_name") or getattr(logger, "name", None)
+        if not isinstance(name, str):
+            name = "structlog"
+        ignored = DECISIONS.get(name)  # the guards' own cache, read here to keep the call cheap
+        if is_ignored_logger(name) if ignored is None else ignored:
+            return False
         dispatcher = self._dispatcher
-        pid = os.getpid()  # once per paged event: a child forked from C must not count into the parent's fold
+        pid = getpid()  # once per paged event: a child forked from C must not count into the parent's fold
         if pid == dispatcher.pid:
             tally = dispatcher.fold.get(self._fingerprint(event_dict, name, levelno))
             if tally is not None and next(tally.counter):  # atomic, lock-free, re-entrant
-                return  # counted (dated when read); the first on a fresh counter is snapshotted
+                return True  # counted (dated when read); the first on a fresh counter is snapshotted
         levelname = _NAMES.get(levelno) or f"LEVEL{levelno}"
         dispatcher.submit(self._snapshot(event_dict, name, levelno, levelname), pid)
+        return True
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Wait until pending alerts are sent, at most ``timeout`` seconds; True when none are left."""
