@@ -37,6 +37,12 @@ _LEVELS = {
     "debug": logging.DEBUG,
     "notset": logging.NOTSET,
 }
+#: The module of structlog's own output loggers (``PrintLogger``, ``WriteLogger``, ``BytesLogger``): they
+#: write to a file, never to stdlib logging, so no SMNHandler can see their events (no paged mark needed).
+_STRUCTLOG_OUTPUT = "structlog._output"
+#: Logger class -> whether its events may reach stdlib logging (and so need the paged mark); bounded.
+_MARK_NEEDED: dict[type, bool] = {}
+_MAX_CLASSES = 64
 _NAMES = {logging.CRITICAL: "CRITICAL", logging.ERROR: "ERROR", logging.WARNING: "WARNING",
           logging.INFO: "INFO", logging.DEBUG: "DEBUG"}  # fmt: skip
 
@@ -48,6 +54,17 @@ def _levelno(level: object) -> Optional[int]:
     if isinstance(level, str):
         return _LEVELS.get(level.strip().lower())
     return None
+
+
+def _reaches_stdlib(logger: object) -> bool:
+    """Tell whether events of ``logger`` may reach stdlib logging: all but structlog's own output loggers'."""
+    kind = type(logger)
+    needed = _MARK_NEEDED.get(kind)
+    if needed is None:
+        needed = getattr(kind, "__module__", None) != _STRUCTLOG_OUTPUT  # a subclass elsewhere may forward
+        if len(_MARK_NEEDED) < _MAX_CLASSES:
+            _MARK_NEEDED[kind] = needed
+    return needed
 
 
 class SMNProcessor:
@@ -98,8 +115,9 @@ class SMNProcessor:
                 levelno = _levelno(level) or _levelno(method_name)
             # Below the level (an info event) or a worker's own logging: nothing more to look at.
             if levelno is not None and levelno >= self.levelno and get_ident() not in WORKERS:
-                if self._page(logger, event_dict, levelno) and HANDLERS.built:
-                    mark_paged(event_dict)  # only an SMNHandler reads the mark (behind ProcessorFormatter)
+                # Only an SMNHandler reads the mark (behind ProcessorFormatter or render_to_log_kwargs).
+                if self._page(logger, event_dict, levelno) and HANDLERS.built and _reaches_stdlib(logger):
+                    mark_paged(event_dict)
         except Exception as error:  # a pager must never break the application's logging call
             reason = type(error).__name__  # not the message: it may quote the event's content
             self._dispatcher.say_trouble("processor", "SMNProcessor could not page an event: %s", reason)
