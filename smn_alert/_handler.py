@@ -85,9 +85,24 @@ class SMNHandler(logging.Handler):
         return result
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Count ``record`` if it is a repeat being folded, else snapshot it for the worker; never raises."""
+        """Count ``record`` if it is a repeat being folded, else snapshot it for the worker; never raises.
+
+        First the loop guards (:mod:`smn_alert._guards`), read inline to keep the call cheap: a worker's
+        record, an ignored logger's, or one an SMNProcessor already paged is refused. The thread that made
+        the record is the one handling it unless a relay (a ``QueueListener``) hands it over; smn_alert's
+        workers relay nothing, so the calling thread is looked at only when the record does not say its own.
+        """
         try:
-            if not self.accepts(record):
+            thread = record.thread
+            if thread is None:
+                thread = get_ident()
+            # Any smn_alert worker's thread, ours or another pager's: two pagers must not page each other.
+            if thread in WORKERS and self._from_worker(record):
+                return
+            ignored = DECISIONS.get(record.name)  # the guards' own cache
+            if ignored if ignored is not None else is_ignored_logger(record.name):
+                return
+            if MARKS.built and was_paged(record):  # no mark made yet: no SMNProcessor paged anything
                 return
             dispatcher, process = self._dispatcher, record.process
             if process is None:  # logging.logProcesses is off
@@ -100,24 +115,6 @@ class SMNHandler(logging.Handler):
             dispatcher.submit(self._snapshot(record), process)
         except Exception:
             self.handleError(record)
-
-    def accepts(self, record: logging.LogRecord) -> bool:
-        """Refuse records that must not page: a worker's, an ignored logger's, or already paged ones.
-
-        The thread that made the record is the one handling it, unless a relay (a ``QueueListener``) hands
-        it over; smn_alert's workers relay nothing, so a record made on another thread is not handled on a
-        worker, and the calling thread is looked at only when the record does not say its own.
-        """
-        thread = record.thread
-        if thread is None:
-            thread = get_ident()
-        # Any smn_alert worker's thread, ours or another pager's: two pagers must not page each other.
-        if thread in WORKERS and self._from_worker(record):
-            return False
-        ignored = DECISIONS.get(record.name)  # the guards' own cache, read here to keep emit cheap
-        if ignored is None:
-            ignored = is_ignored_logger(record.name)
-        return not (ignored or (MARKS.built and was_paged(record)))  # no mark yet: no SMNProcessor paged
 
     @staticmethod
     def _from_worker(record: logging.LogRecord) -> bool:
