@@ -164,8 +164,10 @@ def was_paged(record: logging.LogRecord) -> bool:
     if msg is event:  # ProcessorFormatter: the very dict (kept marked for a second SMNHandler)
         return True
     attributes = record.__dict__
-    if isinstance(msg, str) and msg == text and all(
-        key in attributes for key in keys if isinstance(key, str) and key not in _KWARG_KEYS
+    if (
+        isinstance(msg, str)
+        and msg == text
+        and all(key in attributes for key in keys if isinstance(key, str) and key not in _KWARG_KEYS)
     ):
         return True  # render_to_log_kwargs: the text, with the event's other keys as attributes
     _paged.mark = None

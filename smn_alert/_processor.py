@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import MutableMapping
 from os import getpid
 from threading import get_ident
-from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from smn_alert._guards import DECISIONS, HANDLERS, WORKERS, is_ignored_logger, mark_paged
@@ -48,7 +48,7 @@ _NAMES = {logging.CRITICAL: "CRITICAL", logging.ERROR: "ERROR", logging.WARNING:
 
 
 def _levelno(level: object) -> Optional[int]:
-    """The numeric level of a structlog level name (any case) or number; None when it is neither."""
+    """Return the numeric level of a structlog level name (any case) or number; None for anything else."""
     if isinstance(level, int) and not isinstance(level, bool):
         return level
     if isinstance(level, str):
@@ -113,11 +113,11 @@ class SMNProcessor:
             levelno = _LEVELS.get(level) if type(level) is str else None  # add_log_level's names: one lookup
             if not levelno:
                 levelno = _levelno(level) or _levelno(method_name)
-            # Below the level (an info event) or a worker's own logging: nothing more to look at.
-            if levelno is not None and levelno >= self.levelno and get_ident() not in WORKERS:
-                # Only an SMNHandler reads the mark (behind ProcessorFormatter or render_to_log_kwargs).
-                if self._page(logger, event_dict, levelno) and HANDLERS.built and _reaches_stdlib(logger):
-                    mark_paged(event_dict)
+            if levelno is None or levelno < self.levelno or get_ident() in WORKERS:
+                return event_dict  # below the level (an info event), or a worker's own logging
+            # Only an SMNHandler reads the mark (behind ProcessorFormatter or render_to_log_kwargs).
+            if self._page(logger, event_dict, levelno) and HANDLERS.built and _reaches_stdlib(logger):
+                mark_paged(event_dict)
         except Exception as error:  # a pager must never break the application's logging call
             reason = type(error).__name__  # not the message: it may quote the event's content
             self._dispatcher.say_trouble("processor", "SMNProcessor could not page an event: %s", reason)

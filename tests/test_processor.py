@@ -485,7 +485,6 @@ class TestOnePagePerEvent:
         assert handler.stats()["received"] == 1
         assert sorted(m.endpoints for m in smn_server.messages) == [tuple(NUMBERS), tuple(NUMBERS[1:])]
 
-
     def test_events_of_structlog_output_loggers_are_not_marked(
         self, make: Callable[..., Any], stdlib_logger: logging.Logger
     ) -> None:
@@ -500,6 +499,7 @@ class TestOnePagePerEvent:
         processor(structlog.ReturnLogger(), "error", returned)  # may hand its event on: marked
         assert _guards._paged.mark is not None and _guards._paged.mark[0] is returned
         assert processor.flush(5.0)
+
 
 @pytest.mark.subprocess
 def test_processor_does_not_need_structlog_imported(smn_server: FakeSMNServer) -> None:
