@@ -345,8 +345,9 @@ def quick_fingerprint(record: logging.LogRecord) -> Fingerprint | None:
     msg = record.msg
     if type(msg) is not str:
         return None
+    exc_info = record.exc_info
     try:
-        exc_type, exc_where = _exc_key(record.exc_info)
+        exc_type, exc_where = _exc_key(exc_info) if exc_info else ("", "")
     except Exception:
         return None
     template = msg if len(msg) <= MAX_SNAPSHOT_CHARS else msg[:MAX_SNAPSHOT_CHARS]
@@ -361,8 +362,9 @@ def quick_event_fingerprint(event_dict: Mapping[str, Any], logger: str, levelno:
     event = event_dict.get("event", "")
     if type(event) is not str:
         return None
+    exc_info = event_dict.get("exc_info")
     try:
-        exc_type, exc_where = _exc_key(event_dict.get("exc_info"))
+        exc_type, exc_where = _exc_key(exc_info) if exc_info else ("", "")
     except Exception:
         return None
     if not exc_type and event_dict.get("exception"):

@@ -77,56 +77,60 @@ def is_ignored_logger(name: str) -> bool:
 
 
 # --- worker threads ----------------------------------------------------------------------------------
-# Idents of every dispatcher's worker thread: what they log never pages, through any handler or processor.
-_worker_threads: set[int] = set()
+#: Idents of every dispatcher's worker thread: what they log never pages, through any handler or processor.
+#: Changed in place, never rebound: the adapters' hot paths read it directly (``ident in WORKERS``).
+WORKERS: set[int] = set()
 
 
 @contextlib.contextmanager
 def worker_thread() -> Iterator[None]:
     """Mark the calling thread as a worker (its logging must not page) until the block ends."""
     ident = threading.get_ident()
-    _worker_threads.add(ident)
+    WORKERS.add(ident)
     try:
         yield
     finally:
-        _worker_threads.discard(ident)
+        WORKERS.discard(ident)
 
 
 def on_worker_thread() -> bool:
     """Tell whether the calling thread is one of smn_alert's workers (its logging must not page)."""
-    return threading.get_ident() in _worker_threads
+    return threading.get_ident() in WORKERS
 
 
 def is_worker(ident: Optional[int]) -> bool:
     """Tell whether thread ``ident`` (a record's ``thread``; None when not recorded) is a worker."""
-    return ident in _worker_threads
+    return ident in WORKERS
 
 
 def forget_workers() -> None:
     """Forget every worker thread: in a forked child, the parent's threads do not exist."""
-    _worker_threads.clear()
+    WORKERS.clear()
 
 
 # --- one page per event: the structlog processor marks what it paged, the handler skips it -------------
 class _PagedMark(threading.local):
-    """Remember the last event an SMNProcessor paged on this thread (class defaults: a miss is cheap)."""
+    """The last event an SMNProcessor paged on this thread: ``(event dict, its text, its keys then)``.
 
-    event: Optional[Mapping[str, Any]] = None
-    text: object = None
-    keys: tuple[str, ...] = ()
+    One tuple, stored and read in one step (the class default makes a miss cheap).
+    """
+
+    mark: Optional[tuple[Mapping[str, Any], object, tuple[object, ...]]] = None
 
 
 _paged = _PagedMark()
 
 
-class _Handlers:
-    """Whether any ``SMNHandler`` was built in this process: only then is the paged mark worth making."""
+class _Built:
+    """Whether an adapter of this kind was made (in this process): a flag its counterpart reads cheaply."""
 
     built = False
 
 
-#: Read by SMNProcessor on its hot path: ``HANDLERS.built``.
-HANDLERS = _Handlers()
+#: Whether any ``SMNHandler`` was built: only then is the paged mark worth making (SMNProcessor reads it).
+HANDLERS = _Built()
+#: Whether any event was ever marked paged: until then SMNHandler skips :func:`was_paged`.
+MARKS = _Built()
 
 
 def handler_built() -> None:
@@ -142,9 +146,8 @@ def mark_paged(event_dict: Mapping[str, Any]) -> None:
     ``render_to_log_kwargs`` (which pops the event text out of the dict) the text and the other keys are
     remembered too: those keys come back as attributes of the record.
     """
-    _paged.event = event_dict
-    _paged.text = event_dict.get("event")
-    _paged.keys = tuple(key for key in event_dict if isinstance(key, str) and key not in _KWARG_KEYS)
+    _paged.mark = (event_dict, event_dict.get("event"), tuple(event_dict))  # keys sifted when read
+    MARKS.built = True
 
 
 def was_paged(record: logging.LogRecord) -> bool:
@@ -153,14 +156,19 @@ def was_paged(record: logging.LogRecord) -> bool:
     The first record that is not that event clears the mark, so a later stdlib error that merely reads
     the same is still paged.
     """
-    event = _paged.event
-    if event is None:
+    mark = _paged.mark
+    if mark is None:
         return False
+    event, text, keys = mark
     msg = record.msg
     if msg is event:  # ProcessorFormatter: the very dict (kept marked for a second SMNHandler)
         return True
     attributes = record.__dict__
-    if isinstance(msg, str) and msg == _paged.text and all(key in attributes for key in _paged.keys):
+    if (
+        isinstance(msg, str)
+        and msg == text
+        and all(key in attributes for key in keys if isinstance(key, str) and key not in _KWARG_KEYS)
+    ):
         return True  # render_to_log_kwargs: the text, with the event's other keys as attributes
-    _paged.event = None
+    _paged.mark = None
     return False

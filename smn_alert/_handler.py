@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
+from threading import get_ident
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from smn_alert import _guards
-from smn_alert._guards import DECISIONS, is_ignored_logger, is_worker, on_worker_thread, was_paged
+from smn_alert._guards import DECISIONS, MARKS, WORKERS, is_ignored_logger, was_paged
 
 if TYPE_CHECKING:
     from smn_alert._senders import Sender
+
+# What Handler.handle returns for a record that passed no filters: the record itself from Python 3.12 on.
+_RECORD_RETURNED = sys.version_info >= (3, 12)
 
 
 class SMNHandler(logging.Handler):
@@ -71,36 +76,53 @@ class SMNHandler(logging.Handler):
 
     def handle(self, record: logging.LogRecord) -> Any:
         """Filter and emit ``record`` without the handler lock: ``emit`` is thread-safe and never blocks."""
+        if not self.filters:  # the usual case: Filterer.filter would only say yes
+            self.emit(record)
+            return record if _RECORD_RETURNED else True
         result = self.filter(record)
         if result:
             self.emit(result if isinstance(result, logging.LogRecord) else record)
         return result
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Count ``record`` if it is a repeat being folded, else snapshot it for the worker; never raises."""
+        """Count ``record`` if it is a repeat being folded, else snapshot it for the worker; never raises.
+
+        First the loop guards (:mod:`smn_alert._guards`), read inline to keep the call cheap: a worker's
+        record, an ignored logger's, or one an SMNProcessor already paged is refused. The thread that made
+        the record is the one handling it unless a relay (a ``QueueListener``) hands it over; smn_alert's
+        workers relay nothing, so the calling thread is looked at only when the record does not say its own.
+        """
         try:
-            if self.accepts(record):
-                dispatcher = self._dispatcher
-                if record.process == dispatcher.pid:  # not a child forked from C (its counts go nowhere)
-                    tally = dispatcher.fold.get(self._fingerprint(record))
-                    if tally is not None and next(tally.counter):  # atomic, lock-free, re-entrant
-                        tally.last = record.created  # one attribute store: when, for the digest's span
-                        return  # counted; the first on a fresh counter (0) is snapshotted
-                dispatcher.submit(self._snapshot(record), record.process)
+            thread = record.thread
+            if thread is None:
+                thread = get_ident()
+            # Any smn_alert worker's thread, ours or another pager's: two pagers must not page each other.
+            if thread in WORKERS and self._from_worker(record):
+                return
+            ignored = DECISIONS.get(record.name)  # the guards' own cache
+            if ignored if ignored is not None else is_ignored_logger(record.name):
+                return
+            if MARKS.built and was_paged(record):  # no mark made yet: no SMNProcessor paged anything
+                return
+            dispatcher, process = self._dispatcher, record.process
+            if process is None:  # logging.logProcesses is off
+                process = os.getpid()
+            if process == dispatcher.pid:  # not a child forked from C (its counts go nowhere)
+                tally = dispatcher.fold.get(self._fingerprint(record))
+                if tally is not None and next(tally.counter):  # atomic, lock-free, re-entrant
+                    tally.last = record.created  # one attribute store: when, for the digest's span
+                    return  # counted; the first on a fresh counter (0) is snapshotted
+            dispatcher.submit(self._snapshot(record), process)
         except Exception:
             self.handleError(record)
 
-    def accepts(self, record: logging.LogRecord) -> bool:
-        """Refuse records that must not page: an ignored logger's, a worker's, or already paged ones."""
-        ignored = DECISIONS.get(record.name)  # the guards' own cache, read here to keep emit cheap
-        if ignored is None:
-            ignored = is_ignored_logger(record.name)
-        # Any smn_alert worker's thread, ours or another pager's: two pagers must not page each other.
-        # (A record from another process, relayed by a QueueListener, may carry a worker's thread id.)
-        from_worker = is_worker(record.thread) and record.process == os.getpid()
-        if ignored or on_worker_thread() or from_worker:
-            return False
-        return not was_paged(record)
+    @staticmethod
+    def _from_worker(record: logging.LogRecord) -> bool:
+        """Tell whether a record carrying a worker's thread id was logged by (or is handled on) a worker.
+
+        A record from another process, relayed by a ``QueueListener``, may carry a worker's thread id.
+        """
+        return record.process == os.getpid() or get_ident() in WORKERS
 
     def flush(self, timeout: Optional[float] = None) -> bool:  # type: ignore[override]
         """Wait until pending alerts are sent, at most ``timeout`` seconds (default ``shutdown_timeout``).

@@ -13,12 +13,13 @@ that formatter comes later in the chain, so the arguments go through redaction w
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import MutableMapping
+from os import getpid
+from threading import get_ident
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from smn_alert._guards import HANDLERS, is_ignored_logger, mark_paged, on_worker_thread
+from smn_alert._guards import DECISIONS, HANDLERS, WORKERS, is_ignored_logger, mark_paged
 
 if TYPE_CHECKING:
     from smn_alert._senders import Sender
@@ -36,11 +37,18 @@ _LEVELS = {
     "debug": logging.DEBUG,
     "notset": logging.NOTSET,
 }
+#: The module of structlog's own output loggers (``PrintLogger``, ``WriteLogger``, ``BytesLogger``): they
+#: write to a file, never to stdlib logging, so no SMNHandler can see their events (no paged mark needed).
+_STRUCTLOG_OUTPUT = "structlog._output"
+#: Logger class -> whether its events may reach stdlib logging (and so need the paged mark); bounded.
+_MARK_NEEDED: dict[type, bool] = {}
+_MAX_CLASSES = 64
 _NAMES = {logging.CRITICAL: "CRITICAL", logging.ERROR: "ERROR", logging.WARNING: "WARNING",
           logging.INFO: "INFO", logging.DEBUG: "DEBUG"}  # fmt: skip
 
 
 def _levelno(level: object) -> Optional[int]:
+    """Return the numeric level of a structlog level name (any case) or number; None for anything else."""
     if isinstance(level, int) and not isinstance(level, bool):
         return level
     if isinstance(level, str):
@@ -48,9 +56,15 @@ def _levelno(level: object) -> Optional[int]:
     return None
 
 
-def _logger_name(logger: object, event_dict: MutableMapping[str, Any]) -> str:
-    name = event_dict.get("logger") or event_dict.get("logger_name") or getattr(logger, "name", None)
-    return name if isinstance(name, str) else "structlog"
+def _reaches_stdlib(logger: object) -> bool:
+    """Tell whether events of ``logger`` may reach stdlib logging: all but structlog's own output loggers'."""
+    kind = type(logger)
+    needed = _MARK_NEEDED.get(kind)
+    if needed is None:
+        needed = getattr(kind, "__module__", None) != _STRUCTLOG_OUTPUT  # a subclass elsewhere may forward
+        if len(_MARK_NEEDED) < _MAX_CLASSES:
+            _MARK_NEEDED[kind] = needed
+    return needed
 
 
 class SMNProcessor:
@@ -95,28 +109,37 @@ class SMNProcessor:
     def __call__(self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
         """Page ``event_dict`` if it is serious enough; always return it unchanged."""
         try:
-            levelno = _levelno(event_dict.get("level")) or _levelno(method_name)
-            if levelno is None or levelno < self.levelno or on_worker_thread():
-                return event_dict
-            name = _logger_name(logger, event_dict)
-            if not is_ignored_logger(name):
-                self._page(event_dict, name, levelno)
-                if HANDLERS.built:  # only an SMNHandler reads the mark (behind ProcessorFormatter)
-                    mark_paged(event_dict)
+            level = event_dict.get("level")
+            levelno = _LEVELS.get(level) if type(level) is str else None  # add_log_level's names: one lookup
+            if not levelno:
+                levelno = _levelno(level) or _levelno(method_name)
+            if levelno is None or levelno < self.levelno or get_ident() in WORKERS:
+                return event_dict  # below the level (an info event), or a worker's own logging
+            # Only an SMNHandler reads the mark (behind ProcessorFormatter or render_to_log_kwargs).
+            if self._page(logger, event_dict, levelno) and HANDLERS.built and _reaches_stdlib(logger):
+                mark_paged(event_dict)
         except Exception as error:  # a pager must never break the application's logging call
             reason = type(error).__name__  # not the message: it may quote the event's content
             self._dispatcher.say_trouble("processor", "SMNProcessor could not page an event: %s", reason)
         return event_dict
 
-    def _page(self, event_dict: MutableMapping[str, Any], name: str, levelno: int) -> None:
-        """Count the event if it is a repeat being folded, else snapshot it for the worker."""
+    def _page(self, logger: object, event_dict: MutableMapping[str, Any], levelno: int) -> bool:
+        """Count the event if it is a repeat being folded, else snapshot it; False for an ignored logger."""
+        name = event_dict.get("logger") or event_dict.get("logger_name") or getattr(logger, "name", None)
+        if not isinstance(name, str):
+            name = "structlog"
+        ignored = DECISIONS.get(name)  # the guards' own cache, read here to keep the call cheap
+        if is_ignored_logger(name) if ignored is None else ignored:
+            return False
         dispatcher = self._dispatcher
-        if dispatcher.pid == os.getpid():  # not a child forked from C (its counts would go nowhere)
+        pid = getpid()  # once per paged event: a child forked from C must not count into the parent's fold
+        if pid == dispatcher.pid:
             tally = dispatcher.fold.get(self._fingerprint(event_dict, name, levelno))
             if tally is not None and next(tally.counter):  # atomic, lock-free, re-entrant
-                return  # counted (dated when read); the first on a fresh counter is snapshotted
+                return True  # counted (dated when read); the first on a fresh counter is snapshotted
         levelname = _NAMES.get(levelno) or f"LEVEL{levelno}"
-        dispatcher.submit(self._snapshot(event_dict, name, levelno, levelname))
+        dispatcher.submit(self._snapshot(event_dict, name, levelno, levelname), pid)
+        return True
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Wait until pending alerts are sent, at most ``timeout`` seconds; True when none are left."""

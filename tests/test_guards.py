@@ -94,10 +94,13 @@ class TestIgnoredLoggers:
         sender = RecordingSender()
         handler = SMNHandler(NUMBERS, sign_id=SIGN, sender=sender)
         try:
-            assert handler.accepts(record("vendor.sdk"))
+            handler.handle(record("vendor.sdk"))
+            assert handler.stats()["received"] == 1  # decided (and remembered): pages
             ignore_logger("vendor")
-            assert not handler.accepts(record("vendor.sdk"))
-            assert handler.accepts(record("app"))
+            handler.handle(record("vendor.sdk", "other"))
+            assert handler.stats()["received"] == 1  # decided again: ignored now
+            handler.handle(record("app"))
+            assert handler.stats()["received"] == 2
         finally:
             handler.close()
 

@@ -485,6 +485,21 @@ class TestOnePagePerEvent:
         assert handler.stats()["received"] == 1
         assert sorted(m.endpoints for m in smn_server.messages) == [tuple(NUMBERS), tuple(NUMBERS[1:])]
 
+    def test_events_of_structlog_output_loggers_are_not_marked(
+        self, make: Callable[..., Any], stdlib_logger: logging.Logger
+    ) -> None:
+        """PrintLogger and its kin write to a file, never to stdlib: their events need no paged mark."""
+        from smn_alert import _guards
+
+        processor = make()
+        make(SMNHandler, endpoints=NUMBERS[1:])  # a handler exists: marks are worth making
+        printed, returned = {"event": "disk full"}, {"event": "disk full"}
+        processor(structlog.PrintLogger(), "error", printed)
+        assert _guards._paged.mark is None or _guards._paged.mark[0] is not printed
+        processor(structlog.ReturnLogger(), "error", returned)  # may hand its event on: marked
+        assert _guards._paged.mark is not None and _guards._paged.mark[0] is returned
+        assert processor.flush(5.0)
+
 
 @pytest.mark.subprocess
 def test_processor_does_not_need_structlog_imported(smn_server: FakeSMNServer) -> None:
