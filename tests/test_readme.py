@@ -274,9 +274,19 @@ class TestReference:
         assert set(re.findall(r"\]\(#([\w-]+)\)", README)) <= slugs
 
     def test_benchmark_figures_come_from_one_recorded_run(self) -> None:
-        """The README's figures are rows of the run recorded in benchmarks/README.md, none a MISS."""
+        """The README's figures are rows of the run recorded in benchmarks/README.md; a MISS is not hidden:
+        every target missed is shown in the table and owned up to in the text below it, with its figure."""
         section = README.split("## Benchmarks", 1)[1]
-        rows = [line for line in section.splitlines() if line.startswith("| ") and "PASS" in line]
+        rows = [
+            line
+            for line in section.splitlines()
+            if line.startswith("| ") and ("PASS" in line or "MISS" in line)
+        ]
         recorded = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
-        assert len(rows) >= 6 and all(row in recorded for row in rows)
-        assert "MISS" not in section and "Machine:" in recorded
+        assert len(rows) >= 6 and all(row in recorded for row in rows) and "Machine:" in recorded
+        missed = [line for line in recorded.splitlines() if line.startswith("| ") and "| MISS" in line]
+        prose = " ".join(line for line in section.splitlines() if not line.startswith("|"))
+        for line in missed:
+            assert line in rows, f"a missed target left out of the README: {line}"
+            figure = line.split("|")[3].strip()
+            assert figure in prose, f"the README's text does not own up to {figure}"
