@@ -23,6 +23,21 @@ from typing import Any, Callable, Optional
 from _common import Row, attached, median, percentile, plus_us, quartiles, smn_settings, times, us, verdict
 
 NAMES = ("smn", "null", "queue")
+#: (rounds, calls per batch) per mode, for the ``logger.error()`` benchmarks (1 and 1b).
+ERROR_SIZES = {"full": (200, 1000), "quick": (60, 1000), "smoke": (3, 50)}
+
+
+def error_batch(calls: int) -> Callable[[logging.Logger], None]:
+    """One timed batch: ``calls`` times ``logger.error("db timeout after %s s", 30)``, one kind repeated."""
+
+    def batch(logger: logging.Logger) -> None:
+        error = logger.error
+        for _ in range(calls):
+            error("db timeout after %s s", 30)
+
+    return batch
+
+
 Batch = Callable[[Any], None]
 
 

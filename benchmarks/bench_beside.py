@@ -13,24 +13,18 @@ import logging
 import os
 
 from _common import Row
-from _rig import beside_rows, rig
+from _rig import ERROR_SIZES, beside_rows, error_batch, rig
 
 TITLE = "1b. logger.error() beside a StreamHandler"
 TARGET = 0.25
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-#: (rounds, calls per batch) per mode.
-SIZES = {"full": (200, 1000), "quick": (60, 1000), "smoke": (3, 50)}
 
 
 def run(mode: str) -> list[Row]:
     from smn_alert.testing import FakeSMNServer
 
-    rounds, calls = SIZES[mode]
-
-    def batch(logger: logging.Logger) -> None:
-        error = logger.error
-        for _ in range(calls):
-            error("db timeout after %s s", 30)
+    rounds, calls = ERROR_SIZES[mode]
+    batch = error_batch(calls)
 
     with open(os.devnull, "w") as devnull, FakeSMNServer() as server:
         stream = logging.StreamHandler(devnull)

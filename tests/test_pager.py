@@ -120,8 +120,10 @@ class TestFirstPageAndFolding:
         assert pager.take_due(clock()) is None
         assert pager.take_due(clock(), force=True) is not None
 
-    def test_a_critical_beyond_the_kinds_limit_still_escalates(self) -> None:
-        """Past max_groups kinds, a new CRITICAL is counted with other CRITICALs and pages at once."""
+    @pytest.mark.parametrize("level", [logging.CRITICAL, 55], ids=["critical", "custom-55"])
+    def test_a_critical_beyond_the_kinds_limit_still_escalates(self, level: int) -> None:
+        """Past max_groups kinds, a new CRITICAL (or a custom level above it) is counted with other CRITICALs
+        and pages at once."""
         clock = FakeClock()
         pager = make_pager(clock, max_groups=3)
         pager.add(alert("first"), clock())
@@ -129,7 +131,7 @@ class TestFirstPageAndFolding:
         for index in range(5):
             pager.add(alert(f"kind {index}", logger=f"app.{index}"), clock.advance(1))
         assert pager.take_due(clock()) is None
-        pager.add(alert("disk gone", level=logging.CRITICAL, logger="app.disk"), clock.advance(1))
+        pager.add(alert("disk gone", level=level, logger="app.disk"), clock.advance(1))
         page = pager.take_due(clock())
         assert page is not None and page.text.startswith("shop CRITICAL")
         deliver(pager, page, clock())
@@ -208,19 +210,6 @@ class TestLevelBands:
         assert "6,000 of these only counted" in page.text
         deliver(pager, page, clock())
         assert ledger(pager) == pager.ledger.received == 6000
-
-    def test_a_custom_level_above_critical_beyond_the_kinds_limit_still_escalates(self) -> None:
-        """Past max_groups kinds, a level-55 alert is counted as CRITICAL and pages at once."""
-        clock = FakeClock()
-        pager = make_pager(clock, max_groups=3)
-        pager.add(alert("first"), clock())
-        deliver(pager, pager.take_due(clock()), clock())  # type: ignore[arg-type]
-        for index in range(5):
-            pager.add(alert(f"kind {index}", logger=f"app.{index}"), clock.advance(1))
-        assert pager.take_due(clock()) is None
-        pager.add(alert("reactor melting", level=55, logger="app.core"), clock.advance(1))
-        page = pager.take_due(clock())
-        assert page is not None and page.text.startswith("shop CRITICAL")
 
 
 class TestWakeup:
