@@ -351,6 +351,16 @@ GROUPS = st.lists(
     max_size=8,
 )
 COUNTS = st.integers(0, 10**6)
+#: Up to 8 kinds at any level, with any text and counts, spread over ten minutes.
+GROUP_LISTS = st.lists(
+    st.builds(
+        lambda level, message, count: group(make_alert(message, level=level), count, 600.0),
+        st.sampled_from(sorted(LEVELS)),
+        ANY_TEXT,
+        st.integers(1, 10**6),
+    ),
+    max_size=8,
+)
 
 
 class TestComposeProperties:
@@ -366,15 +376,7 @@ class TestComposeProperties:
 
     @QUICK
     @given(
-        st.lists(
-            st.builds(
-                lambda level, message, count: group(make_alert(message, level=level), count, 600.0),
-                st.sampled_from(sorted(LEVELS)),
-                ANY_TEXT,
-                st.integers(1, 10**6),
-            ),
-            max_size=8,
-        ),
+        GROUP_LISTS,
         st.integers(100, DEFAULT_MAX_LENGTH),
         st.sampled_from(["", "svc", "checkout-api"]),
         COUNTS,
@@ -389,15 +391,7 @@ class TestComposeProperties:
 
     @QUICK
     @given(
-        st.lists(
-            st.builds(
-                lambda level, message, count: group(make_alert(message, level=level), count, 600.0),
-                st.sampled_from(sorted(LEVELS)),
-                ANY_TEXT,
-                st.integers(1, 10**6),
-            ),
-            max_size=8,
-        ),
+        GROUP_LISTS,
         st.integers(20, DEFAULT_MAX_LENGTH),
         st.integers(1, 10**5),
         st.integers(1, 10**4),
