@@ -314,11 +314,9 @@ class Dispatcher:
             self._drain(now)
             closing = self._closing
             override = self._may_overspend()
-            force = closing or self._flushers > 0
-            page = self._pager.take_due(now, force=force, override_budget=override)
-            if page is None and self._sharing is not None:
+            if self._sharing is not None:  # first: a claimed digest, the fleet's pause, counts pushed
                 self._sharing.step(self._pager, now, closing=closing, flushing=self._flushers > 0)
-                page = self._pager.take_due(now, force=force, override_budget=override)  # a claimed digest
+            page = self._pager.take_due(now, force=closing or self._flushers > 0, override_budget=override)
             if page is not None:
                 self._sync_fold(now)  # the window it opens: its kinds are counted from now on
             self._buffer.wake_above = self._pager.wake_level(now)

@@ -291,6 +291,12 @@ class Pager:
         """The fleet's alerts on claimed digests not sent yet (waiting or in flight); not in the ledger."""
         return sum(group.shared for group in self._groups.values()) + self._in_flight_shared
 
+    def may_page(self, now: float) -> bool:
+        """Tell whether a page may be due: a claimed digest, or alerts that would not just be handed."""
+        if self._claims or self._paid:
+            return True
+        return bool(self._groups) and not (self._folding(now) and self._top_level() <= self._window_level)
+
     def _hand_or_page(self, now: float) -> None:
         """Shared state: hand this process's waiting alerts to the fleet's digest, unless they page here.
 

@@ -128,7 +128,7 @@ class Sharing:
             self._take(pager, now, self._final() if self._last else [])
         else:
             self._take(pager, now, self._final() if flushing else _listed(self.fleet.sync()))
-        if pager.pending or pager.claimed:  # a page is about to go: is the fleet paused?
+        if pager.may_page(now):  # before a page goes: is the fleet paused?
             self._follow_circuit(pager)
         self._renew(pager, now)
         self._notice_outage(pager, now)
