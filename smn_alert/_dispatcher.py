@@ -267,7 +267,7 @@ class Dispatcher:
             self._buffer.wait(self._sleep_time())
         if self._closing:
             with self._lock:
-                if self._finished() and not self._leave_last():  # never start a send after the deadline
+                if self._finished() and not self._leave_last():
                     self._settled.notify_all()
                     return False
         page = self._take()
@@ -283,7 +283,10 @@ class Dispatcher:
         Only the last live process for a target sends what is pending (within the close deadline).
         """
         sharing = self._sharing
-        return sharing is not None and not sharing.left and sharing.leave(self._pager, self._clock())
+        if sharing is None or sharing.left:
+            return False
+        in_time = time.monotonic() < self._close_deadline  # never start a send after the deadline
+        return sharing.leave(self._pager, self._clock(), claim=in_time) and in_time
 
     def _sleep_time(self) -> Optional[float]:
         """Return seconds to the pager's next deadline (None: until woken), capped by the close deadline."""

@@ -138,10 +138,14 @@ class Sharing:
         """Tell whether this process has told the others that it leaves (closing)."""
         return self._left
 
-    def leave(self, pager: Pager, now: float) -> bool:
-        """Push the counts and leave; the last live process puts what is pending on ``pager`` (True then)."""
+    def leave(self, pager: Pager, now: float, *, claim: bool = True) -> bool:
+        """Push the counts and leave; True when ``pager`` has something to send now.
+
+        The last live process claims what is pending (unless ``claim`` is False: no time is left to send it,
+        so it stays in the store for the next process of the target).
+        """
         self._left = True
-        self._last = self.fleet.leave() == 0
+        self._last = self.fleet.leave() == 0 and claim
         self._notice_outage(pager, now)  # a store that failed now: its counts are taken back, paged here
         return self._take(pager, now, self._final() if self._last else []) or bool(pager.pending)
 
