@@ -384,7 +384,13 @@ class Dispatcher:
         return blocked is not None and blocked - now > remaining
 
     def _may_overspend(self) -> bool:
-        """Tell whether the next page may overspend the budget: the last at shutdown, and one after it."""
+        """Tell whether the next page may overspend the budget: the last at shutdown, and one after it.
+
+        Never the fleet's budget: what it cannot pay for stays in the store for the next process of the
+        target (a crash-looping service must not page once per restart).
+        """
+        if self._sharing is not None and not self._sharing.fleet.degraded:
+            return False
         return self._closing and self._late_pages == 0  # counted when a late paging ends
 
     def _pending(self) -> int:
