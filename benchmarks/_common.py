@@ -237,5 +237,10 @@ def attached(name: str, *handlers: logging.Handler, level: int = logging.ERROR) 
 
 
 def smn_settings(server: Any, **overrides: Any) -> dict[str, Any]:
-    """Keyword arguments for an ``SMNHandler`` paging ``ENDPOINTS`` through ``server``."""
-    return {"endpoints": ENDPOINTS, "sign_id": SIGN_ID, **server.settings(), **overrides}
+    """Keyword arguments for an ``SMNHandler`` paging ``ENDPOINTS`` through ``server``.
+
+    One process's rows share nothing (``shared_state="process"``): each trial's fresh handler would otherwise
+    fold into the incident the last one paged. The fleet's rows pass their own ``shared_state``.
+    """
+    settings = {"endpoints": ENDPOINTS, "sign_id": SIGN_ID, "shared_state": "process", **server.settings()}
+    return {**settings, **overrides}

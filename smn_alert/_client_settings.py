@@ -142,6 +142,24 @@ class ConnectionSettings:
         )
 
 
+def endpoint_of(
+    region: str | None = None, endpoint_url: str | None = None, environ: Mapping[str, str] | None = None
+) -> str:
+    """Return the SMN base URL these settings (or the environment) name, or "" when they name none.
+
+    It tells apart the people a pager pages (``shared_state``): the same numbers through another endpoint
+    are another target. Unlike :meth:`ConnectionSettings.resolve`, it needs no credentials.
+    """
+    env = os.environ if environ is None else environ
+    region, endpoint_url = (
+        _setting(region, env.get(_ENV["region"])),
+        _setting(endpoint_url, env.get(_ENV["endpoint_url"])),
+    )
+    if region is None and endpoint_url is None:
+        return ""
+    return _resolve_endpoint(region, endpoint_url)
+
+
 def endpoint_for_region(region: str) -> str:
     """Return SMN's endpoint URL for ``region`` (``cn-north-4`` -> ``https://smn.cn-north-4.myhuaweicloud.com``).
 

@@ -23,7 +23,7 @@ import math
 import os
 import threading
 import time
-from typing import Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from smn_alert import _guards, _process
 from smn_alert._alert import Alert
@@ -34,6 +34,9 @@ from smn_alert._ledger import Ledger
 from smn_alert._pager import Note, Page, Pager
 from smn_alert._senders import Delivery, Sender
 from smn_alert.errors import SMNError, SMNServerError
+
+if TYPE_CHECKING:
+    from smn_alert._sharing import Sharing
 
 #: Alerts the hand-over buffer holds before new ones are only counted.
 DEFAULT_CAPACITY = 10_000
@@ -117,6 +120,7 @@ class Dispatcher:
         self._lock = threading.RLock()
         self._settled = threading.Condition(self._lock)
         self._pager = self._make_pager(self._ledger)
+        self._sharing = _sharing_of(self._pager)  # the processes paging the same people, if shared
         self._worker: Optional[threading.Thread] = None
         self.worker_ident: Optional[int] = None
         self._starting = False  # this thread is starting the worker (a re-entered submit must not)
@@ -263,7 +267,7 @@ class Dispatcher:
             self._buffer.wait(self._sleep_time())
         if self._closing:
             with self._lock:
-                if self._finished():  # never start a send after the close deadline
+                if self._finished() and not self._leave_last():  # never start a send after the deadline
                     self._settled.notify_all()
                     return False
         page = self._take()
@@ -272,6 +276,14 @@ class Dispatcher:
         with self._lock:
             self._settled.notify_all()
             return not (self._closing and self._finished())
+
+    def _leave_last(self) -> bool:
+        """Tell the others this process leaves (closing); True if it is the last and has their digest to send.
+
+        Only the last live process for a target sends what is pending (within the close deadline).
+        """
+        sharing = self._sharing
+        return sharing is not None and not sharing.left and sharing.leave(self._pager, self._clock())
 
     def _sleep_time(self) -> Optional[float]:
         """Return seconds to the pager's next deadline (None: until woken), capped by the close deadline."""
@@ -288,6 +300,9 @@ class Dispatcher:
         # out), or counters to read: look on our own, a few times a second.
         if buffer.queued or buffer.wake_above >= 0 or self._fold.retiring:
             delay = POLL if delay is None else min(delay, POLL)
+        if self._sharing is not None:  # counts to push, digests to claim, a heartbeat: once a second
+            every = self._sharing.fleet.sync_interval
+            delay = every if delay is None else min(delay, every)
         if closing:
             left = max(0.0, self._close_deadline - time.monotonic())
             delay = left if delay is None else min(delay, left)
@@ -299,6 +314,8 @@ class Dispatcher:
             self._drain(now)
             closing = self._closing
             override = self._may_overspend()
+            if self._sharing is not None:  # first: a claimed digest, the fleet's pause, counts pushed
+                self._sharing.step(self._pager, now, closing=closing, flushing=self._flushers > 0)
             page = self._pager.take_due(now, force=closing or self._flushers > 0, override_budget=override)
             if page is not None:
                 self._sync_fold(now)  # the window it opens: its kinds are counted from now on
@@ -335,6 +352,10 @@ class Dispatcher:
     def _settle(self, page: Page, outcome: Union[Delivery, SMNError]) -> None:
         with self._lock:
             note = self._pager.settle(page, outcome, self._clock())
+            if self._sharing is not None:  # ack a claimed digest; pause or resume the other processes
+                delivered = isinstance(outcome, Delivery) and outcome.ok
+                recovered = note is not None and note[0] == "recovered"
+                self._sharing.settled(self._pager, page.claims, delivered, recovered)
         self._tell(note)
 
     def _tell(self, note: Optional[Note]) -> None:
@@ -351,6 +372,8 @@ class Dispatcher:
         will not let a page out before it, so waiting would only delay the application's exit.
         """
         remaining = self._close_deadline - time.monotonic()
+        if self._sharing is not None and not self._sharing.left and remaining > 0:
+            return False  # it must tell the others it leaves (the last one sends what is pending)
         if not self._pending() or remaining <= 0:
             return True
         now = self._clock()
@@ -362,8 +385,13 @@ class Dispatcher:
         return self._closing and self._late_pages == 0  # counted when a late paging ends
 
     def _pending(self) -> int:
-        """Alerts taken in and not resolved yet: in the buffer, counted while it was full, in the pager."""
-        return self._buffer.queued + self._fold.unread + self._pager.pending
+        """Return the alerts not resolved yet.
+
+        In the buffer, counted while it was full, in the pager, handed but not in the shared state yet, and
+        the fleet's on a digest claimed here.
+        """
+        pending = self._buffer.queued + self._fold.unread + self._pager.pending + self._pager.claimed
+        return pending + (self._sharing.unsent if self._sharing is not None else 0)
 
     def say_trouble(self, key: str, message: str, *args: object) -> None:
         """Report a problem of an adapter (handler, processor) the same rate-limited way as our own."""
@@ -516,6 +544,16 @@ class Dispatcher:
         with self._lock:
             return self._ledger.total_received(self._buffer.queued + self._fold.unread)
 
+    def fleet_status(self) -> Optional[dict[str, Any]]:
+        """Return the fleet's view of the shared state, or None when nothing is shared.
+
+        The view: window, counts waiting, budget left, circuit, live processes and hosts, and this process's
+        side of it (degraded, unsent, round trips). None with ``shared_state="process"``.
+        """
+        self._check_process()
+        with self._lock:
+            return None if self._sharing is None else self._sharing.status()
+
     @property
     def closed(self) -> bool:
         """Tell whether closing has begun: later alerts are counted as dropped, never paged."""
@@ -530,3 +568,12 @@ class Dispatcher:
             # From the fork hook: the child's worker starts now, not on its first alert. (A child forked
             # from C skips the hook: the first alert it logs notices the fork and starts the worker then.)
             self._start_worker()
+
+
+def _sharing_of(pager: Pager) -> Optional[Sharing]:
+    """Return the pager's link to the processes sharing state, or None when it pages alone."""
+    if pager.share is None:
+        return None
+    from smn_alert._sharing import Sharing
+
+    return pager.share if isinstance(pager.share, Sharing) else None

@@ -143,8 +143,16 @@ class SMNHandler(logging.Handler):
             super().close()
 
     def stats(self) -> dict[str, object]:
-        """Counters: received, sent, folded, suppressed, dropped, failed, pending, pages, segments, ..."""
+        """Counters: received, sent, folded, suppressed, dropped, failed, pending, handed, pages, ..."""
         return self._dispatcher.stats()
+
+    def fleet_status(self) -> Optional[dict[str, Any]]:
+        """Return what the processes paging the same people share (None with ``shared_state="process"``).
+
+        Window, counts waiting, budget left, circuit, live processes and hosts, and this process's side
+        (degraded, unsent, round trips). It asks the store: call it from a status page, not per request.
+        """
+        return self._dispatcher.fleet_status()
 
     def __repr__(self) -> str:
         from smn_alert._smn import mask_number

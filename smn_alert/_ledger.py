@@ -5,9 +5,10 @@ hand-over buffer writes the alerts logged after close (``late``). Alerts still i
 here yet: :meth:`Ledger.stats` is handed how many there are, and counts them as received and pending.
 
 Every alert ends in exactly one counter, so ``received == sent + folded + suppressed + dropped + failed +
-pending``: ``sent`` (it headed a kind in a delivered SMS), ``folded`` (it was counted in one),
+pending + handed``: ``sent`` (it headed a kind in a delivered SMS), ``folded`` (it was counted in one),
 ``suppressed`` (counted in one that the SMS budget delayed), ``dropped`` (the buffer was full, or it came
-after close), ``failed`` (its SMS could not be delivered), or it is still ``pending``.
+after close), ``failed`` (its SMS could not be delivered), ``handed`` (counted into the digest the processes
+sharing state send together: whichever of them claims it sends it), or it is still ``pending``.
 
 A new counter goes here (a field, and a line in :meth:`Ledger.stats`), and is written where it happens.
 """
@@ -36,6 +37,7 @@ class Ledger:
         delivered: SMS per recipient (numbers masked).
         last_error: What went wrong last, scrubbed, or None.
         late: Alerts logged after close and not paged (counted as received and dropped).
+        handed: Alerts handed to the shared digest of the processes paging the same people (``shared_state``).
     """
 
     received: int = 0
@@ -51,6 +53,7 @@ class Ledger:
     delivered: dict[str, int] = dataclasses.field(default_factory=dict)
     last_error: Optional[str] = None
     late: int = 0
+    handed: int = 0
 
     def total_received(self, queued: int) -> int:
         """Alerts received in all, with ``queued`` ones handed over and not taken in by the pager yet."""
@@ -71,6 +74,7 @@ class Ledger:
             "dropped": self.dropped + self.late,
             "failed": self.failed,
             "pending": pending + queued,
+            "handed": self.handed,
             "pages": self.pages,
             "segments": self.segments,
             "retried": self.retried,

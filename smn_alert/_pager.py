@@ -18,13 +18,13 @@ import random
 import re
 import time
 from collections.abc import Iterable
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Protocol, Union
 
 from smn_alert._alert import OTHER_KINDS, Alert, Fingerprint, kind_key, other_kinds_key
 from smn_alert._compose import GroupSummary, PageContext, compose
 from smn_alert._ledger import Ledger
 from smn_alert._overflow import Dropped
-from smn_alert._ratelimit import Budget, CircuitBreaker, RetryPolicy, TokenBucket
+from smn_alert._ratelimit import CircuitBreaker, RetryPolicy
 from smn_alert._senders import Delivery
 from smn_alert._smn import mask_number
 from smn_alert._text import redact
@@ -51,19 +51,20 @@ _NUMBER_IN_TEXT = re.compile(r"(?:\+|(?<![0-9A-Za-z]))[0-9](?:[ \-]?[0-9]){6,}(?
 class Group:
     """Alerts of one fingerprint waiting for the next page: the first one's text, and how many."""
 
-    __slots__ = ("alert", "count", "dropped", "first_mono", "first_seen", "last_seen")
+    __slots__ = ("alert", "count", "dropped", "first_mono", "first_seen", "last_seen", "shared")
 
     def __init__(self, alert: Alert, now: float) -> None:
         self.alert = alert
         self.count = 0  # every alert of this kind shown on the page ...
-        self.dropped = 0  # ... of which these met a full buffer (already counted as dropped)
+        self.dropped = 0  # ... of which these met a full buffer (already counted as dropped) ...
+        self.shared = 0  # ... and these were counted by the processes sharing state (a claimed digest)
         self.first_seen = self.last_seen = alert.created
         self.first_mono = now
 
     @property
     def waiting(self) -> int:
-        """Alerts of this kind this group resolves when its page is settled (the dropped ones are not)."""
-        return self.count - self.dropped
+        """Count the alerts of this process the page resolves when settled (not dropped, not shared)."""
+        return self.count - self.dropped - self.shared
 
     def add(self, alert: Alert, count: int = 1) -> None:
         """Count ``count`` more alerts of this kind."""
@@ -76,6 +77,7 @@ class Group:
             self.alert = other.alert
         self.count += other.count
         self.dropped += other.dropped
+        self.shared += other.shared
         self.first_seen = min(self.first_seen, other.first_seen)
         self.last_seen = max(self.last_seen, other.last_seen)
         self.first_mono = min(self.first_mono, other.first_mono)
@@ -96,12 +98,36 @@ class Page:
     dropped: int
     failed_before: int
     trouble: Optional[str] = None  # why the text is a plain fallback (composing failed), for the log
+    claims: list[object] = dataclasses.field(default_factory=list)  # shared digests it sends: ack when sent
 
 
 Outcome = Union[Delivery, SMNError]
 #: What the pager asks the dispatcher to log: ``(kind, text)``; kind is "retry", "refused", "recovered",
 #: "overflow" or "undelivered" (an alert was given up: always said, never rate-limited away).
 Note = tuple[str, str]
+
+
+class Spend(Protocol):
+    """The SMS budget as the pager spends it: a ``_ratelimit.Budget`` or the fleet's ``SharedBudget``."""
+
+    def try_acquire(self, n: float = 1.0) -> bool: ...
+
+    def next_available(self, n: float = 1.0) -> float: ...
+
+
+class Share(Protocol):
+    """What the pager asks of the processes it shares state with (``_sharing.Sharing``), on the worker.
+
+    ``first`` answers ``"page"`` (this process pages: the fleet's window is opened), ``"fold"`` (another
+    process already paged: :meth:`hand` the alerts) or ``"local"`` (the shared state is unavailable: page
+    as a lone process would). ``hand`` returns False, taking nothing, when the alerts must stay here.
+    """
+
+    def first(self, level: int) -> str: ...
+
+    def hand(self, alert: Alert, count: int, first_seen: float, last_seen: float) -> bool: ...
+
+    def hold(self) -> None: ...
 
 
 class Pager:
@@ -118,12 +144,13 @@ class Pager:
         rng: Randomness for backoff jitter.
         wall: Wall clock that dates "held back since HH:MM".
         ledger: Where the counters go (a fresh one by default).
+        share: The processes paging the same people (``shared_state``), or None: this process alone.
     """
 
     def __init__(
         self,
         context: PageContext,
-        bucket: Union[TokenBucket, Budget],
+        bucket: Spend,
         breaker: CircuitBreaker,
         retry: RetryPolicy,
         *,
@@ -133,6 +160,7 @@ class Pager:
         rng: random.Random | None = None,
         wall: Callable[[], float] = time.time,
         ledger: Optional[Ledger] = None,
+        share: Optional[Share] = None,
     ) -> None:
         _check_limits(window, max_groups)
         self.context, self.bucket, self.breaker, self.retry = context, bucket, breaker, retry
@@ -140,6 +168,9 @@ class Pager:
         self._rng = rng or random.Random()
         self._wall = wall
         self.ledger = Ledger() if ledger is None else ledger
+        self.share = share
+        self._claims: list[object] = []  # shared digests claimed for the next page ...
+        self._fleet: tuple[int, int, Optional[float]] = (1, 1, None)  # ... their processes, hosts, held since
         self._groups: dict[Fingerprint, Group] = {}
         self._window_end: Optional[float] = None
         self._window_level = 0
@@ -150,6 +181,7 @@ class Pager:
         self._dropped_unreported = 0
         self._failed_unreported = 0
         self._in_flight = 0
+        self._in_flight_shared = 0
         self._outage: Optional[str] = None  # what opened the circuit, said once per outage
         # Kinds seen while the window is open, at or below its level: their repeats change nothing but a
         # count, so the application thread may count them (see _fold); fingerprint -> first alert.
@@ -214,6 +246,92 @@ class Pager:
             group = self._groups[key] = Group(stand_in, now)
         return group
 
+    # --- shared state (``shared_state``): the processes paging the same people -----------------------
+    def add_claim(
+        self, claim: object, groups: Iterable[GroupSummary], now: float, *, processes: int, hosts: int,
+        held_since: Optional[float],
+    ) -> None:  # fmt: skip
+        """Take a digest this process claimed for the fleet: its kinds go on the next page, due at once.
+
+        Its alerts are counted as ``shared`` (they are the fleet's, not in this process's ledger); the page
+        that carries them lists ``claim`` so the dispatcher acks it once the SMS went out.
+        """
+        for summary in groups:
+            alert = summary.alert
+            group = self._groups.get(alert.fingerprint)
+            if group is None:
+                group = self._groups[alert.fingerprint] = Group(alert, now)
+            group.add(alert, summary.count)
+            group.shared += summary.count
+            group.first_seen = min(group.first_seen, summary.first_seen)
+            group.last_seen = max(group.last_seen, summary.last_seen)
+        self._claims.append(claim)
+        known, many, held = self._fleet
+        self._fleet = (max(known, processes), max(many, hosts), _earliest(held, held_since))
+
+    def take_back(self, alert: Alert, count: int, first_seen: float, last_seen: float, now: float) -> None:
+        """Take back ``count`` alerts handed to the shared state that it never got (it failed meanwhile)."""
+        self.ledger.handed -= count
+        group = self._group_for(alert, now)
+        group.add(alert, count)
+        group.first_seen, group.last_seen = min(group.first_seen, first_seen), max(group.last_seen, last_seen)
+
+    def pause(self, seconds: float, reason: str) -> None:
+        """Stop sending for ``seconds``: another process sharing state met a failure no retry can fix."""
+        self.breaker.hold_open(seconds, reason)
+        self._outage = self._outage or "shared"
+
+    @property
+    def claims(self) -> list[object]:
+        """Claimed digests waiting here to be sent (their leases are renewed meanwhile)."""
+        return list(self._claims)
+
+    @property
+    def claimed(self) -> int:
+        """The fleet's alerts on claimed digests not sent yet (waiting or in flight); not in the ledger."""
+        return sum(group.shared for group in self._groups.values()) + self._in_flight_shared
+
+    def may_page(self, now: float) -> bool:
+        """Tell whether a page may be due: a claimed digest, or alerts that would not just be handed."""
+        if self._claims or self._paid:
+            return True
+        return bool(self._groups) and not (self._folding(now) and self._top_level() <= self._window_level)
+
+    def _hand_or_page(self, now: float) -> None:
+        """Shared state: hand this process's waiting alerts to the fleet's digest, unless they page here.
+
+        Inside the window (as this process last saw the fleet's) they are handed at every step, and pushed
+        within a second. Otherwise (a first page, an escalation, the window's end) the fleet decides:
+        ``"fold"`` hands them (another process paged) and opens the local view of the window; ``"page"``
+        and ``"local"`` leave them here to page now, as a lone process would.
+        """
+        share = self.share
+        if share is None or self._paid or self._claims or not self._groups:
+            return
+        level = self._top_level()
+        if self._folding(now) and level <= self._window_level:
+            self._hand_all(share)
+        elif share.first(level) == "fold":
+            groups = list(self._groups.values())
+            if self._hand_all(share):
+                self._open_window(now, groups)
+
+    def _hand_all(self, share: Share) -> bool:
+        """Hand every waiting group to ``share``; False (the rest kept here) when it stops taking them."""
+        for key, group in list(self._groups.items()):
+            if not share.hand(group.alert, group.count, group.first_seen, group.last_seen):
+                return False
+            del self._groups[key]
+            self.ledger.handed += group.waiting
+        return True
+
+    def _hold(self) -> None:
+        """Note that the budget holds a page back (once per spell: the fleet notes it too)."""
+        if self._held_since is None:
+            self._held_since = self._wall()
+            if self.share is not None:
+                self.share.hold()
+
     # --- what the application thread may do on its own ----------------------------------------------
     def _folding(self, now: float) -> bool:
         return self._window_end is not None and now < self._window_end
@@ -254,6 +372,8 @@ class Pager:
         """When the waiting alerts are due by the folding rules alone (ignoring budget and circuit)."""
         if self._paid:
             return self._not_before  # a retry that already spent its token
+        if self._claims:
+            return now  # a claimed digest: the fleet's window has ended
         if self._window_end is None or self._top_level() > self._window_level:
             return now  # first page of a quiet spell, or something worse than what was paged
         return self._window_end
@@ -307,6 +427,7 @@ class Pager:
         """
         if self.breaker.is_open:
             self._expire(now)  # behind an open circuit, alerts wait at most max_age, due or not
+        self._hand_or_page(now)
         if not self._has_news():
             if self._window_end is not None and now >= self._window_end:
                 self._window_end = None  # a whole window without alerts: the spell is quiet again
@@ -316,11 +437,14 @@ class Pager:
         if due > now:  # a flush skips the folding window, never a retry's backoff
             return None
         if not self._paid and not self._token_ready() and not override_budget:
-            self._held_since = self._held_since or self._wall()
+            self._hold()
             return None
         if not self.breaker.allow():
             return None
         if not self._paid and not self.bucket.try_acquire():
+            if not override_budget:  # a shared budget another process spent since this one last looked
+                self._hold()
+                return None
             self.ledger.last_error = "SMS budget spent; the last page at shutdown goes out anyway"
         return self._build(now)
 
@@ -330,20 +454,25 @@ class Pager:
 
     def _build(self, now: float) -> Page:
         groups = list(self._groups.values())
-        held = self._held_since is not None
+        processes, hosts, fleet_held = self._fleet
+        held_since = _earliest(self._held_since, fleet_held)
         alerts = sum(g.waiting for g in groups)
         context = dataclasses.replace(
             self.context,
-            held_back=alerts if held else 0,
-            held_since=self._held_since,
+            held_back=sum(g.count - g.dropped for g in groups) if held_since is not None else 0,
+            held_since=held_since,
             dropped=self._dropped_unreported,
             failed_before=self._failed_unreported,
+            processes=processes,
+            hosts=hosts,
         )
         text, trouble = _compose_safely(groups, context, alerts)
         self._groups = {}  # only now: a failure above leaves every alert where it was
-        page = Page(text, groups, alerts, held, context.dropped, context.failed_before, trouble)
+        page = Page(text, groups, alerts, held_since is not None, context.dropped, context.failed_before,
+                    trouble, self._claims)  # fmt: skip
         self._dropped_unreported = self._failed_unreported = 0
-        self._in_flight = page.alerts
+        self._claims = []
+        self._in_flight, self._in_flight_shared = page.alerts, sum(g.shared for g in groups)
         self._open_window(now, groups)
         return page
 
@@ -360,7 +489,7 @@ class Pager:
     # --- results ------------------------------------------------------------------------------------
     def settle(self, page: Page, outcome: Outcome, now: float) -> Optional[Note]:
         """Account for what happened to ``page``; returns a diagnostic to log, or None."""
-        self._in_flight = 0
+        self._in_flight = self._in_flight_shared = 0
         if isinstance(outcome, Delivery) and outcome.ok:
             return self._delivered(page, outcome)
         if isinstance(outcome, Delivery):
@@ -404,7 +533,7 @@ class Pager:
             counters.delivered[masked] = counters.delivered.get(masked, 0) + 1
         counters.refused += len(delivery.refused)
         self.breaker.record_success()
-        self._held_since = None
+        self._held_since, self._fleet = None, (1, 1, None)
         self._attempt, self._paid = 0, False
         if self._outage is not None:
             self._outage = None
@@ -443,6 +572,7 @@ class Pager:
                 current.merge(group)
         self._dropped_unreported += page.dropped
         self._failed_unreported += page.failed_before
+        self._claims.extend(page.claims)
 
     def _give_up(self, page: Page, reason: str, *, open_circuit: bool, cause: str = "") -> Optional[Note]:
         self.ledger.failed += page.alerts
@@ -450,7 +580,9 @@ class Pager:
         self._failed_unreported += page.alerts + page.failed_before
         self._dropped_unreported += page.dropped
         self._attempt, self._paid = 0, False
-        alerts = f"{page.alerts:,} alert{'' if page.alerts == 1 else 's'}"
+        self._fleet = (1, 1, None)  # its claims lapse unacknowledged: another process may try them again
+        lost = page.alerts + sum(group.shared for group in page.groups)
+        alerts = f"{lost:,} alert{'' if lost == 1 else 's'}"
         note: Note = ("undelivered", f"{alerts} not delivered: {reason}")
         if open_circuit:
             self.breaker.open(reason)
@@ -469,6 +601,7 @@ class Pager:
                 self._failed_unreported += group.waiting
         if not self._groups:  # what a pending retry was for is gone: the next page starts afresh
             self._attempt, self._paid, self._not_before = 0, False, 0.0
+            self._claims, self._fleet = [], (1, 1, None)
 
 
 def _compose_safely(groups: list[Group], context: PageContext, alerts: int) -> tuple[str, Optional[str]]:
@@ -478,6 +611,11 @@ def _compose_safely(groups: list[Group], context: PageContext, alerts: int) -> t
     except Exception as error:
         plain = f"smn_alert: {alerts} alerts; their text could not be written (see the smn_alert log)"
         return plain, f"composing a page failed ({type(error).__name__}): a plain page goes out instead"
+
+
+def _earliest(first: Optional[float], second: Optional[float]) -> Optional[float]:
+    """Return the earlier of two optional times (None when neither is set)."""
+    return second if first is None else first if second is None else min(first, second)
 
 
 def _soon(moment: float, now: float) -> float:

@@ -153,5 +153,9 @@ class SMNProcessor:
         """Return the same counters as ``SMNHandler.stats()``."""
         return self._dispatcher.stats()
 
+    def fleet_status(self) -> Optional[dict[str, Any]]:
+        """Return the shared state's view, as ``SMNHandler.fleet_status()``."""
+        return self._dispatcher.fleet_status()
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} level={self.levelno} mode={self.settings.mode}>"

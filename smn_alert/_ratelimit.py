@@ -257,6 +257,14 @@ class CircuitBreaker:
             # Already open: the newest failure restarts the same cooldown.
             self._trip(reason)
 
+    def hold_open(self, seconds: float, reason: str) -> None:
+        """Stay open for ``seconds`` from now (another process's failure paused the fleet), then probe.
+
+        The cooldown itself is unchanged: a failed trial after this doubles it as usual.
+        """
+        self._state, self._last_reason = self.OPEN, reason
+        self._opened_at = self._clock() + max(0.0, seconds) - self._cooldown
+
     def _trip(self, reason: str | None) -> None:
         self._state = self.OPEN
         self._opened_at = self._clock()

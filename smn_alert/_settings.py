@@ -16,6 +16,7 @@ from smn_alert._pager import DEFAULT_WINDOW
 from smn_alert._ratelimit import DEFAULT_MAX_AGE
 from smn_alert._request_fields import resolve_request_fields
 from smn_alert._smn import mask_number
+from smn_alert._store import ENV_SHARED_STATE, check_url, mask_url
 from smn_alert._text import DEFAULT_MAX_LENGTH, compile_user_patterns
 from smn_alert._values import MAX_DURATION, invalid, to_number
 from smn_alert.errors import SMNConfigError
@@ -187,6 +188,23 @@ def _resolve_prefix(given: Mapping[str, object], environ: Mapping[str, str]) -> 
     return value.strip()
 
 
+def _resolve_shared_state(given: Mapping[str, object], environ: Mapping[str, str]) -> str | None:
+    """Return the ``shared_state`` URL (checked, not connected); None when it and its variable are unset.
+
+    An error shows the URL with its password masked.
+    """
+    name, value = "shared_state", given.get("shared_state")
+    if value is None:
+        name, value = ENV_SHARED_STATE, environ.get(ENV_SHARED_STATE)
+        if value is None or not value.strip():
+            return None
+    if not isinstance(value, str):
+        raise SMNConfigError(
+            f"{name}: must be a string such as 'redis://host:6379/0', not {type(value).__name__}"
+        )
+    return check_url(value) or None
+
+
 def _compile_patterns(value: object) -> tuple[re.Pattern[str], ...]:
     """Compile the user's redaction regexes now, so a typo fails at start-up rather than mid-incident.
 
@@ -231,6 +249,7 @@ class PagerSettings:
     max_retry_age: float
     circuit_cooldown: float
     redact_patterns: tuple[re.Pattern[str], ...]
+    shared_state: str | None = None
 
     @classmethod
     def from_kwargs(cls, environ: Mapping[str, str] | None = None, **kwargs: object) -> PagerSettings:
@@ -255,6 +274,7 @@ class PagerSettings:
             **fields._asdict(),
             prefix=_resolve_prefix(given, env),
             redact_patterns=_compile_patterns(given.get("redact_patterns", ())),
+            shared_state=_resolve_shared_state(given, env),
             max_length=_int_setting(given, "max_length"),
             budget=_int_setting(given, "budget"),
             budget_period=_float_setting(given, "budget_period"),
@@ -277,6 +297,7 @@ class PagerSettings:
         for field in dataclasses.fields(self):
             if field.name not in shown and field.name not in ("connection", "redact_patterns"):
                 shown[field.name] = getattr(self, field.name)
+        shown["shared_state"] = None if self.shared_state is None else mask_url(self.shared_state)
         shown["connection"] = {name: _masked(name, value) for name, value in self.connection.items()}
         parts = [f"{name}={value!r}" for name, value in shown.items()]
         parts.append(f"redact_patterns=<{len(self.redact_patterns)} compiled>")

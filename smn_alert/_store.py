@@ -22,35 +22,6 @@ from urllib.parse import parse_qs, urlsplit
 from smn_alert._smn import LONG_WINDOW
 from smn_alert.errors import SMNConfigError
 
-__all__ = [
-    "CRITICAL_BAND",
-    "ENV_SHARED_STATE",
-    "ERROR_BAND",
-    "HELD_KEEP",
-    "KEEP_WINDOWS",
-    "MAX_SAMPLE_CHARS",
-    "MIN_KEEP",
-    "ORPHAN_KEEP",
-    "OTHER_KINDS",
-    "PAYLOAD_KEEP",
-    "Bucket",
-    "Claim",
-    "KindCount",
-    "KindDelta",
-    "Store",
-    "StoreUnavailable",
-    "check_buckets",
-    "check_positive",
-    "check_target",
-    "decode_claim",
-    "encode_payload",
-    "gcra",
-    "mask_url",
-    "merge_kinds",
-    "open_store",
-    "status_view",
-]
-
 #: The environment variable of the ``shared_state`` setting.
 ENV_SHARED_STATE = "SMN_ALERT_SHARED_STATE"
 #: Longest sample text (characters) a kind keeps; page texts are shorter (490).
@@ -387,6 +358,25 @@ def mask_url(url: str) -> str:
     return _SECRET_QUERY.sub(r"\1***", url)
 
 
+def check_url(url: str | None) -> str:
+    """Return a ``shared_state`` setting as :func:`open_store` reads it ("" for the default), or raise.
+
+    Raises:
+        SMNConfigError: Not a store URL this module knows, or a Redis URL with an option that is not allowed.
+    """
+    text = (url or "").strip()
+    if text in ("", "process"):
+        return text
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    if scheme not in _SCHEMES:
+        raise _url_error(text, "unknown kind of store")
+    if scheme == "sqlite":
+        _sqlite_path(text)
+    else:
+        _check_redis_url(text)
+    return text
+
+
 def open_store(url: str | None) -> Store | None:
     """Return the store a ``shared_state`` setting names, or None for ``"process"`` (nothing shared).
 
@@ -400,19 +390,15 @@ def open_store(url: str | None) -> Store | None:
     Raises:
         SMNConfigError: The URL is not one of these, or the redis package is missing.
     """
-    text = (url or "").strip()
+    text = check_url(url)
     if text == "process":
         return None
     from smn_alert import _store_sqlite
 
     if not text:
         return _store_sqlite.SQLiteStore(_store_sqlite.default_path(), private_dir=True)
-    scheme = text.partition("://")[0].lower() if "://" in text else ""
-    if scheme not in _SCHEMES:
-        raise _url_error(text, "unknown kind of store")
-    if scheme == "sqlite":
+    if text.lower().startswith("sqlite://"):
         return _store_sqlite.SQLiteStore(_sqlite_path(text), private_dir=False)
-    _check_redis_url(text)
     return _redis_store(text)
 
 

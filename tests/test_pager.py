@@ -11,7 +11,7 @@ import pytest
 
 from smn_alert._alert import Alert, level_band
 from smn_alert._build import build_dispatcher
-from smn_alert._compose import PageContext
+from smn_alert._compose import GroupSummary, PageContext
 from smn_alert._pager import MAX_SLEEP, Page, Pager
 from smn_alert._ratelimit import CircuitBreaker, RetryPolicy, TokenBucket
 from smn_alert._senders import Delivery, Refusal
@@ -552,3 +552,157 @@ class TestErrorText:
         assert "+86138****0000" in logged
         for whole in ("hunter2", "13800000000"):
             assert whole not in last_error and whole not in logged
+
+
+class FakeShare:
+    """The pager's view of the processes it shares state with, answering as a test says."""
+
+    def __init__(self, decision: str = "fold") -> None:
+        self.decision, self.taking = decision, True
+        self.asked: list[int] = []
+        self.handed: list[tuple[str, int]] = []
+        self.holds = 0
+
+    def first(self, level: int) -> str:
+        self.asked.append(level)
+        return self.decision
+
+    def hand(self, alert: Alert, count: int, first_seen: float, last_seen: float) -> bool:
+        if self.taking:
+            self.handed.append((alert.message, count))
+        return self.taking
+
+    def hold(self) -> None:
+        self.holds += 1
+
+
+class RefusingBudget:
+    """A shared budget another process emptied after this one last looked: ready, yet refused."""
+
+    def next_available(self, n: float = 1.0) -> float:
+        return 0.0
+
+    def try_acquire(self, n: float = 1.0) -> bool:
+        return False
+
+
+def shared_pager(clock: FakeClock, share: FakeShare, **kwargs: object) -> Pager:
+    pager = make_pager(clock, **kwargs)  # type: ignore[arg-type]
+    pager.share = share
+    return pager
+
+
+def with_handed(pager: Pager) -> int:
+    return ledger(pager) + pager.ledger.handed
+
+
+class TestSharedState:
+    """With ``shared_state``: the fleet decides first pages, folded counts go to its digest."""
+
+    def test_alerts_of_an_incident_another_process_paged_are_handed_not_paged(self) -> None:
+        clock, share = FakeClock(), FakeShare("fold")
+        pager = shared_pager(clock, share)
+        pager.add(alert(), clock())
+        assert pager.take_due(clock()) is None
+        for _ in range(3):
+            pager.add(alert(), clock.advance(1))
+        assert pager.take_due(clock()) is None
+        assert share.asked == [logging.ERROR]  # asked once: the window it learnt of covers the rest
+        assert share.handed == [("db timeout", 1), ("db timeout", 3)]
+        assert pager.ledger.handed == 4 == pager.ledger.received == with_handed(pager)
+        assert pager.fold_kinds(clock())  # repeats are counted on the calling thread meanwhile
+
+    def test_the_process_that_pages_hands_its_repeats_to_the_fleets_digest(self) -> None:
+        clock, share = FakeClock(), FakeShare("page")
+        pager = shared_pager(clock, share)
+        pager.add(alert(), clock())
+        first = pager.take_due(clock())
+        assert first is not None and "db timeout" in first.text
+        deliver(pager, first, clock())
+        for _ in range(5):
+            pager.add(alert(), clock.advance(1))
+        assert pager.take_due(clock()) is None  # within the window: handed, whatever else is due
+        assert pager.take_due(clock.advance(400)) is None  # past it: no local digest
+        assert share.handed == [("db timeout", 5)] and pager.pending == 0
+        assert (pager.ledger.sent, pager.ledger.handed) == (1, 5) and with_handed(pager) == 6
+
+    def test_a_worse_level_asks_the_fleet_again(self) -> None:
+        clock, share = FakeClock(), FakeShare("fold")
+        pager = shared_pager(clock, share)
+        pager.add(alert(), clock())
+        pager.take_due(clock())
+        share.decision = "page"
+        pager.add(alert("disk gone", level=logging.CRITICAL), clock.advance(1))
+        page = pager.take_due(clock())
+        assert share.asked == [logging.ERROR, logging.CRITICAL]
+        assert page is not None and "disk gone" in page.text
+
+    def test_without_the_store_it_pages_and_folds_alone(self) -> None:
+        clock, share = FakeClock(), FakeShare("local")
+        pager = shared_pager(clock, share, window=60.0)
+        pager.add(alert(), clock())
+        deliver(pager, pager.take_due(clock()), clock())  # type: ignore[arg-type]
+        share.taking = False  # the store failed: hand() takes nothing
+        for _ in range(7):
+            pager.add(alert(), clock.advance(1))
+        assert pager.take_due(clock()) is None
+        digest = pager.take_due(clock.advance(60))
+        assert digest is not None and "x7" in digest.text and share.handed == []
+
+    def test_a_claimed_digest_goes_out_at_once_saying_how_many_processes(self) -> None:
+        clock, share = FakeClock(), FakeShare("fold")
+        pager = shared_pager(clock, share)
+        token = object()
+        groups = [GroupSummary(alert(), 2160, 1_700_000_000.0, 1_700_000_040.0)]
+        pager.add_claim(token, groups, clock(), processes=12, hosts=3, held_since=None)
+        page = pager.take_due(clock())
+        assert page is not None and page.claims == [token]
+        assert "x2,160 in 40 s from 12 processes on 3 hosts" in page.text
+        deliver(pager, page, clock())
+        assert pager.ledger.pages == 1 and pager.ledger.received == 0 == with_handed(pager)
+        assert (pager.ledger.sent, pager.ledger.folded) == (0, 0)  # the fleet's alerts, not this process's
+
+    def test_a_claimed_digest_that_fails_is_retried_with_its_claim(self) -> None:
+        clock, share = FakeClock(), FakeShare("fold")
+        pager = shared_pager(clock, share)
+        token = object()
+        pager.add_claim(token, [GroupSummary(alert(), 9, 1.0, 2.0)], clock(), processes=2, hosts=1,
+                        held_since=None)  # fmt: skip
+        page = pager.take_due(clock())
+        assert page is not None
+        pager.settle(page, SMNServerError("busy"), clock())
+        assert pager.claims == [token] and pager.claimed == 9 and pager.pending == 0
+        retry = pager.take_due(clock.advance(600))
+        assert retry is not None and retry.claims == [token] and "x9" in retry.text
+
+    def test_a_claimed_digest_given_up_says_how_many_alerts_were_lost(self) -> None:
+        clock, share = FakeClock(), FakeShare("fold")
+        pager = shared_pager(clock, share)
+        pager.add_claim(object(), [GroupSummary(alert(), 9, 1.0, 2.0)], clock(), processes=2, hosts=1,
+                        held_since=None)  # fmt: skip
+        page = pager.take_due(clock())
+        assert page is not None
+        note = pager.settle(page, SMNAuthError("bad key", code="APIGW.0301"), clock())
+        assert note is not None and note[1].startswith("9 alerts not delivered")
+        assert pager.claims == [] and pager.ledger.failed == 0  # not this process's alerts
+
+    def test_a_shared_budget_refused_after_all_holds_the_page_back(self) -> None:
+        clock, share = FakeClock(), FakeShare("page")
+        pager = shared_pager(clock, share)
+        pager.bucket = RefusingBudget()
+        pager.add(alert(), clock())
+        assert pager.take_due(clock()) is None
+        assert pager.take_due(clock.advance(1)) is None
+        assert share.holds == 1  # the fleet hears of the hold once per spell
+        assert pager.ledger.last_error is None
+
+    def test_a_pause_from_another_process_stops_sending_then_recovery_is_said(self) -> None:
+        clock, share = FakeClock(), FakeShare("page")
+        pager = shared_pager(clock, share)
+        pager.pause(120.0, "SMN refused the key")
+        pager.add(alert(), clock())
+        assert pager.take_due(clock()) is None
+        page = pager.take_due(clock.advance(121))
+        assert page is not None
+        recovered = pager.settle(page, Delivery(delivered=(NUMBER,)), clock())
+        assert recovered == ("recovered", "paging works again")
