@@ -7,12 +7,11 @@
   re-sends what the master had pending. No ``post_fork`` hook is needed, and ``preload_app`` is fine.
 - Gunicorn merges this dict into its defaults key by key (a shallow update), so it defines every
   top-level key gunicorn's own defaults have: ``root``, ``loggers``, ``handlers``, ``formatters``.
-- Each process has its own SMS budget, the master's included (it pages ``gunicorn.error``): with 4 workers,
-  5 budgets share SMN's limit of 60 SMS per number per hour and 200 per 12 hours. Each process gets
-  2 SMS per 20 minutes and 15 per 12 hours. A budget starts full and the last page at exit overspends it
-  by one, so one process sends at most 2 + 6 + 1 = 9 in any hour and 2 x 15 + 1 = 31 in any 12 hours:
-  45 and 155 for the five. A worker gunicorn replaces starts with a full budget (at most 3 SMS more that
-  hour). With more workers, lower the numbers: tests/test_examples.py checks them against SMN's limits.
+- The master and the workers share one SMS budget, one first page per incident and one digest: by default
+  through a SQLite file of this user on this host (shared_state; SMN_ALERT_SHARED_STATE=redis://... for
+  several hosts). So the default budget needs no dividing, and a worker recycled by --max-requests joins the
+  same budget instead of bringing a fresh one. tests/test_examples.py checks it against SMN's limits.
+- worker_exit flushes: a leaving worker hands its counts over, and the last one sends what is pending.
 - Keep the console handlers: the pager sends only what is at its level, folded into digests.
 - Numbers, signature and credentials come from the environment (SMN_ALERT_*, HUAWEICLOUD_SDK_*).
 
@@ -43,11 +42,7 @@ logconfig_dict: dict[str, Any] = {
             "level": "ERROR",
             "region": "cn-north-4",
             "prefix": "shop-web",
-            # For the master and 4 workers (see above); with more workers, divide again.
-            "budget": 2,
-            "budget_period": 1200,
-            "budget_12h": 15,
-            "window": 600,  # a digest every 10 minutes at most: what the budget allows in a long incident
+            # The default budget and window: shared by the master and every worker (see above).
         },
     },
     "loggers": {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ import pytest
 from smn_alert import SMNHandler
 from smn_alert._settings import PagerSettings
 from smn_alert._smn import LONG_WINDOW
+from smn_alert._store import ENV_SHARED_STATE, open_store
 from smn_alert.testing import FakeClock, FakeSMNServer
 
 from .conftest import NUMBERS, SIGN_ID, RecordingSender, fresh_environment, smn_environment
@@ -78,7 +80,8 @@ def load_example(name: str) -> ModuleType:
 
 
 def most_sms(settings: PagerSettings, seconds: float) -> float:
-    """The most SMS one process's pager can send to a number in any ``seconds``.
+    """The most SMS one budget can send to a number in any ``seconds``: a process's, or the fleet's when
+    processes share state.
 
     Each bucket of the budget starts full and refills while it is spent, so it yields at most its capacity
     plus what refills in ``seconds``; a page takes a token from every bucket, so the smallest such bound
@@ -152,6 +155,8 @@ EXAMPLE_CONFIGS = {
 }
 # Examples whose logging configuration is one of the files above.
 CONFIG_READERS = {"dictconfig_json.py": "logging.json", "yaml_config.py": "logging.yaml"}
+# Deployment manifests: no logging configuration of their own (checked by TestKubernetesRedis).
+MANIFESTS = {"kubernetes_redis.yaml"}
 
 
 class TestConsoleKept:
@@ -168,7 +173,7 @@ class TestConsoleKept:
     def test_every_example_is_checked(self) -> None:
         """A new example (or configuration file) must be added to EXAMPLE_CONFIGS to be checked."""
         files = {p.name for p in EXAMPLES.iterdir() if p.suffix in {".py", ".json", ".yaml"}}
-        assert files - {"_local_smn.py"} == set(EXAMPLE_CONFIGS) | set(CONFIG_READERS)
+        assert files - {"_local_smn.py"} == set(EXAMPLE_CONFIGS) | set(CONFIG_READERS) | MANIFESTS
         for reader, config in CONFIG_READERS.items():
             assert config in (EXAMPLES / reader).read_text(encoding="utf-8")
 
@@ -207,15 +212,21 @@ class TestGunicornConf:
         settings = {key: value for key, value in entry.items() if key not in DICTCONFIG_OWN_KEYS}
         return {"endpoints": NUMBERS[:1], "sign_id": SIGN_ID, **settings}
 
+    def test_the_budget_is_shared_not_divided(self) -> None:
+        """The pager leaves shared_state to its default (one budget for the master and every worker) and
+        sets no budget of its own: nothing is divided by the number of workers."""
+        settings = self.pager_settings()
+        assert "shared_state" not in settings
+        assert not {"budget", "budget_period", "budget_12h"} & set(settings)
+
     @pytest.mark.parametrize(("seconds", "limit"), SMN_PER_NUMBER_LIMITS.items(), ids=["hour", "12h"])
-    def test_master_and_workers_together_stay_within_smns_limits(self, seconds: float, limit: int) -> None:
-        """The master and every worker page one number on budgets of their own: together under SMN's limit."""
-        module = load_example("gunicorn_conf")
+    def test_the_fleets_one_budget_stays_within_smns_limits(self, seconds: float, limit: int) -> None:
+        """The master and every worker share one budget: it alone must stay under SMN's limit per number,
+        whatever the number of workers."""
         handler = SMNHandler(sender=RecordingSender(), **self.pager_settings())
         handler.close()
-        processes = module.workers + 1  # the master pages too: gunicorn.error and the preloaded app
-        most = processes * most_sms(handler.settings, seconds)
-        assert most <= limit, f"{processes} processes may send {most:g} SMS in {seconds:g} s"
+        most = most_sms(handler.settings, seconds)
+        assert most <= limit, f"the fleet may send {most:g} SMS in {seconds:g} s"
 
     @pytest.mark.parametrize("seconds", SMN_PER_NUMBER_LIMITS, ids=["hour", "12h"])
     def test_the_bound_holds_for_the_example_pager_paging_flat_out(
@@ -271,3 +282,38 @@ class TestGunicornConf:
         assert sum("master pending" in text for text in texts) == 1
         [worker] = [text for text in texts if "worker error" in text]
         assert "master" not in worker
+
+
+class TestKubernetesRedis:
+    @staticmethod
+    def manifest() -> str:
+        return (EXAMPLES / "kubernetes_redis.yaml").read_text(encoding="utf-8")
+
+    def test_every_container_gets_the_shared_state_from_a_secret(self) -> None:
+        """The manifest parses, and every container reads SMN_ALERT_SHARED_STATE from a Secret's key."""
+        yaml = pytest.importorskip("yaml")
+        documents = [doc for doc in yaml.safe_load_all(self.manifest()) if doc]
+        containers = [c for doc in documents for c in doc["spec"]["template"]["spec"]["containers"]]
+        assert containers
+        for container in containers:
+            [entry] = [e for e in container["env"] if e["name"] == ENV_SHARED_STATE]
+            assert set(entry["valueFrom"]["secretKeyRef"]) == {"name", "key"}
+
+    def test_the_variables_it_sets_are_read_by_smn_alert(self) -> None:
+        """Every environment variable the manifest sets is one smn_alert reads."""
+        yaml = pytest.importorskip("yaml")
+        source = "".join(p.read_text(encoding="utf-8") for p in (EXAMPLES.parent / "smn_alert").glob("*.py"))
+        documents = [doc for doc in yaml.safe_load_all(self.manifest()) if doc]
+        names = {
+            entry["name"]
+            for doc in documents
+            for container in doc["spec"]["template"]["spec"]["containers"]
+            for entry in container["env"]
+        }
+        assert [name for name in sorted(names) if f'"{name}"' not in source] == []
+
+    def test_the_secrets_url_is_accepted(self) -> None:
+        """The URL the comment puts in the Secret is a valid shared_state (parsed only, nothing connects)."""
+        [url] = re.findall(r"--from-literal=shared-state='([^']+)'", self.manifest())
+        assert url.startswith("rediss://")
+        assert open_store(url) is not None

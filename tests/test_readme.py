@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from smn_alert._cli import build_parser
+from smn_alert._cli import main as cli_main
+from smn_alert._fleet import Decision, Fleet
 from smn_alert._settings import CONNECTION_SETTINGS, PAGER_SETTINGS
+from smn_alert._store import open_store
 from smn_alert.testing import FakeSMNServer
 
 from .conftest import smn_environment
@@ -163,7 +168,7 @@ class TestCodeBlocks:
 
     def test_every_block_has_a_known_language(self) -> None:
         """No code block escapes these tests by having an unexpected (or no) language tag."""
-        assert {lang for lang, _ in BLOCKS} <= {"python", "json", "yaml", "ini", "sh", "text"}
+        assert {lang for lang, _ in BLOCKS} <= {"python", "json", "yaml", "ini", "sh", "text", "console"}
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +267,7 @@ class TestReference:
 
     def test_uwsgi_advice_names_the_fork_hooks_option(self) -> None:
         """uWSGI forks from C: the pre-fork section says how to have Python's fork hooks run."""
-        section = README.split("## Pre-fork servers", 1)[1].split("\n## ", 1)[0]
+        section = README.split("## Many processes, many hosts", 1)[1].split("\n## ", 1)[0]
         assert "`--py-call-uwsgi-fork-hooks`" in section and "os.register_at_fork" in section
 
     def test_contents_links_resolve(self) -> None:
@@ -290,3 +295,57 @@ class TestReference:
             assert line in rows, f"a missed target left out of the README: {line}"
             figure = line.split("|")[3].strip()
             assert figure in prose, f"the README's text does not own up to {figure}"
+
+
+# Every shared_state value the README shows: in a URL scheme the store knows, or the word `process`.
+SHARED_STATE_FORMS = re.compile(r"\b(?:sqlite|rediss?|unix)://[^\s`'\"|)]+")
+
+
+class TestSharedState:
+    def test_no_advice_to_divide_the_budget(self) -> None:
+        """With shared state the budget is the fleet's: the README never tells you to divide it."""
+        text = " ".join(README.split())
+        assert not re.search(r"(?i)divid\w*[^.:]{0,60}budget|budget[^.:]{0,60}divid|divide again", text)
+        assert not re.search(r"(?i)each process has its own (?:SMS )?budget", text)
+
+    def test_every_shared_state_form_shown_is_accepted(self) -> None:
+        """Each `shared_state` value in the README is one open_store accepts (parsed only: nothing connects);
+        every kind of store is shown."""
+        forms = set(SHARED_STATE_FORMS.findall(README))
+        assert {form.partition("://")[0] for form in forms} == {"sqlite", "redis", "rediss", "unix"}
+        for form in sorted(forms):
+            if "..." in form or "[" in form:  # a pattern such as rediss://... or redis://[user:password@]...
+                continue
+            store = open_store(form)
+            assert store is not None, form
+            store.close()
+        assert "`process`" in README and open_store("process") is None
+
+    def test_status_sample_is_what_the_command_prints(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The sample of `smn-alert status` is the real command's output for a store in that state (three
+        processes on two hosts handed 2,103 alerts of one kind; one page spent), target and path aside."""
+        [sample] = blocks("console")
+        url = f"sqlite://{tmp_path}/smn.db"
+        store = open_store(url)
+        assert store is not None
+        target = "0" * 32
+        for index, count in enumerate((700, 701, 702)):
+            fleet = Fleet(
+                store, target, window=300, lease=30, buckets=[(5, 600), (99, 43200)], circuit_cooldown=300,
+                process=f"p{index}", host=f"web-{index % 2}",
+            )  # fmt: skip
+            if fleet.first(logging.ERROR) is Decision.PAGE:
+                assert fleet.spend() == 0.0
+            fleet.hand("kind", logging.ERROR, count, "", time.time(), time.time())
+            fleet.sync(force=True)
+        store.close()
+        assert cli_main(["status", "--shared-state", url]) == 0
+        printed = capsys.readouterr().out
+
+        def normal(text: str) -> str:
+            text = re.sub(r"sqlite:///\S+", "sqlite:///PATH", text)
+            return re.sub(r"target [0-9a-f]{32}", "target HASH", text).strip()
+
+        assert normal(printed) == normal(sample)
