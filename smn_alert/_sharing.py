@@ -119,15 +119,16 @@ class Sharing:
     def step(self, pager: Pager, now: float, *, closing: bool, flushing: bool) -> None:
         """One worker pass: push counts, put due digests on ``pager``, follow the fleet's circuit.
 
-        Closing, once this process's own alerts are handed or paged, it leaves; the last live process
-        takes what is pending at once, window or not, as a flush does.
+        Flushing pushes this process's counts at once (the fleet's digest still goes when its window ends:
+        gunicorn flushes each recycled worker, and that must not page). Closing, once this process's own
+        alerts are handed or paged, it leaves; the last live process takes what is pending at once.
         """
         if closing and not self._left and not pager.pending:
             self.leave(pager, now)
         elif self._left:
             self._take(pager, now, self._final() if self._last else [])
         else:
-            self._take(pager, now, self._final() if flushing else _listed(self.fleet.sync()))
+            self._take(pager, now, _listed(self.fleet.sync(force=flushing)))
         if pager.may_page(now):  # before a page goes: is the fleet paused?
             self._follow_circuit(pager)
         self._renew(pager, now)

@@ -116,6 +116,18 @@ class TestOneIncident:
         assert to_a.texts[1] == "ERROR x5: app.db: db timeout"  # b's alerts alone: one process
         assert (a.fleet_status() or {"processes": 0})["processes"] == 0
 
+    def test_a_flush_hands_the_counts_over_without_forcing_the_fleets_digest(self, fleet: Any) -> None:
+        """gunicorn flushes every worker it recycles: that must not page, only put the counts in the store."""
+        (a, to_a), (b, to_b) = fleet(window=60.0), fleet(window=60.0)
+        a.submit(alert())
+        to_a.wait_for(1)
+        for _ in range(5):
+            b.submit(alert())
+        assert b.flush(5) is True
+        status = b.fleet_status() or {}
+        assert (b.stats()["handed"], status["unsent"], status["waiting"]) == (5, 0, 5)
+        assert to_b.texts == [] and to_a.texts == ["ERROR app.db: db timeout"]
+
     def test_a_wrong_key_is_tried_once_by_the_fleet(self, fleet: Any) -> None:
         (a, failing), (b, to_b) = fleet(FailingSender()), fleet()
         a.submit(alert())
