@@ -1,0 +1,214 @@
+"""Shared state across real processes, through the real SMNHandler, paging a real FakeSMNServer.
+
+Each worker is ``tests/scripts/fleet_worker.py`` in a fresh interpreter (forked workers as gunicorn's preload
+makes them, independent processes, recycled and crash-looping ones, one killed by SIGKILL), sharing a
+SQLite file under ``tmp_path`` or a real Redis server (``tests/redis_server.py``) that is stopped, frozen
+and restarted mid-incident. What is asserted is what the on-call person and the operator see: the SMS at the
+fake server (how many, what they say, counts that add up to every alert logged) and ``stats()``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+
+from smn_alert._client_settings import ENV_SK
+from smn_alert._store import ENV_SHARED_STATE, open_store
+from smn_alert.testing import FakeSMNServer
+from tests.redis_server import RedisServer
+
+from .conftest import smn_environment
+
+pytestmark = pytest.mark.subprocess
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="this platform has no os.fork()")
+
+WORKER = Path(__file__).parent / "scripts" / "fleet_worker.py"
+#: Generous: a child that hangs must fail its test, not the run.
+RUN_TIMEOUT = 30.0
+PARTS = ("sent", "folded", "suppressed", "dropped", "failed", "pending", "handed")
+#: The folding window the workers use, seconds: a worker pushes its counts once a second.
+WINDOW = 2.0
+#: The head of a page of several alerts: ``ERROR x1,999 in 2 s from 4 processes: ...``.
+DIGEST = re.compile(r"^[A-Z]+ x([\d,]+)\b")
+
+
+# --- what the phone got ------------------------------------------------------------------------------------
+def count_of(text: str) -> int:
+    """The alerts one SMS stands for: a digest's count, or 1 for a first page."""
+    found = DIGEST.match(text)
+    return int(found[1].replace(",", "")) if found else 1
+
+
+def texts(server: FakeSMNServer) -> list[str]:
+    return [message.message for message in server.messages]
+
+
+def counted(server: FakeSMNServer) -> int:
+    return sum(count_of(text) for text in texts(server))
+
+
+def adds_up(stats: dict[str, Any]) -> bool:
+    return bool(stats["received"] == sum(stats[name] for name in PARTS))
+
+
+def eventually(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.02)
+
+
+# --- the workers ---------------------------------------------------------------------------------------------
+def environment(server: FakeSMNServer, url: str, **handler: Any) -> dict[str, str]:
+    """A child's environment: the fake server's settings, ``shared_state`` and the handler's arguments."""
+    handler = {"window": WINDOW, "shutdown_timeout": 3.0, **handler}
+    env = {**smn_environment(server), ENV_SHARED_STATE: url, "FLEET_HANDLER": json.dumps(handler)}
+    return {**env, "PYTHONUNBUFFERED": "1"}
+
+
+def run(role: str, *args: Any, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(WORKER), role, *map(str, args)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+
+
+def reports(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(path.read_text()) for path in sorted(out.glob("*.json"))]
+
+
+class Worker:
+    """A ``fleet_worker.py serve`` process: one command a line, one JSON answer a line; stderr to a file."""
+
+    def __init__(self, env: dict[str, str], stderr: Path) -> None:
+        self.stderr = stderr
+        with stderr.open("w") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, str(WORKER), "serve"],
+                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+            )  # fmt: skip
+        self.last = self._answer(RUN_TIMEOUT)
+
+    def ask(self, command: str, timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        self.last = self._answer(timeout)
+        return self.last
+
+    def _answer(self, timeout: float) -> dict[str, Any]:
+        stdout = self.process.stdout
+        assert stdout is not None
+        ready, _, _ = select.select([stdout], [], [], timeout)
+        line = stdout.readline() if ready else ""
+        assert line, f"worker {self.process.pid} did not answer: {self.said()}"
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def said(self) -> str:
+        return self.stderr.read_text(errors="replace")
+
+    def exit(self, code: int = 0) -> int:
+        """Exit normally (atexit closes the handler); return the exit status. ``last``: the final report."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"exit {code}\n")
+        self.process.stdin.close()
+        self.last = self._answer(RUN_TIMEOUT)
+        assert self.last.get("exited"), self.last
+        return self.process.wait(RUN_TIMEOUT)
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(RUN_TIMEOUT)
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Worker]]:
+    """Start ``serve`` workers; any still running at the end is killed."""
+    made: list[Worker] = []
+
+    def make(env: dict[str, str]) -> Worker:
+        made.append(Worker(env, tmp_path / f"worker-{len(made)}.err"))
+        return made[-1]
+
+    yield make
+    for worker in made:
+        if worker.process.poll() is None:
+            worker.process.kill()
+        worker.process.wait(RUN_TIMEOUT)
+        for stream in (worker.process.stdin, worker.process.stdout):
+            if stream is not None and not stream.closed:
+                stream.close()
+
+
+@pytest.fixture(scope="module")
+def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One server for the tests that never stop it (each test pages its own fake server: its own target)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A server of this test's own: stopped, frozen and restarted."""
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    server = RedisServer(folder).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/shared.db"
+    return str(request.getfixturevalue("shared_redis").url)
+
+
+# --- 1. one incident, many workers ------------------------------------------------------------------------
+class TestManyWorkersOneIncident:
+    def check_one_incident(self, server: FakeSMNServer, children: list[dict[str, Any]], alerts: int) -> None:
+        """One first page, digests counting every alert exactly once, the whole fleet named; stats add up.
+
+        (A first page may count a few alerts, ``ERROR x43: ...``: those its worker found waiting at once.)
+        Unshared, each process would send its own first page and digest: 8 SMS.
+        """
+        first, *digests = texts(server)
+        assert " from " not in first and digests and len(digests) <= 2, texts(server)
+        assert counted(server) == alerts, texts(server)
+        assert any(" from 4 processes" in text for text in texts(server)), texts(server)
+        assert all(adds_up(child["stats"]) for child in children), children
+        assert sum(child["stats"]["received"] for child in children) == alerts
+        assert sum(child["stats"]["pending"] + child["stats"]["failed"] for child in children) == 0
+
+    @needs_fork
+    def test_forked_workers_page_once(self, url: str, smn_server: FakeSMNServer, tmp_path: Path) -> None:
+        """4 workers forked after the handler was built, 500 errors each, staying past the window."""
+        env = {**environment(smn_server, url), "FLEET_START": str(time.time() + 0.5)}
+        done = run("fork", 4, 500, WINDOW + 0.5, tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+        self.check_one_incident(smn_server, reports(tmp_path), 2000)
+
+    def test_independent_processes_page_once(
+        self, url: str, smn_server: FakeSMNServer, workers: Callable[..., Worker]
+    ) -> None:
+        """4 interpreters started on their own, 500 errors each, then all exit: the last to leave sends.
+
+        In two rounds of 250, so the first page (which may take all the first worker found waiting) leaves
+        every process something to count in the digest.
+        """
+        fleet = [workers(environment(smn_server, url)) for _ in range(4)]
+        for worker in fleet + fleet:
+            worker.ask("log 250 payment gateway timed out (attempt %d)")
+        assert [worker.exit() for worker in fleet] == [0] * 4
+        self.check_one_incident(smn_server, [worker.last for worker in fleet], 2000)
