@@ -212,3 +212,60 @@ class TestManyWorkersOneIncident:
             worker.ask("log 250 payment gateway timed out (attempt %d)")
         assert [worker.exit() for worker in fleet] == [0] * 4
         self.check_one_incident(smn_server, [worker.last for worker in fleet], 2000)
+
+
+def waiting_in_store(url: str) -> int:
+    """Alerts counted in the store and not paged yet (the one target these tests page)."""
+    store = open_store(url)
+    assert store is not None
+    try:
+        [target] = store.targets()
+        return int(store.status(target)["waiting"])
+    finally:
+        store.close()
+
+
+# --- 2, 3. processes one after another ---------------------------------------------------------------------
+#: Each process leaving last takes "the last page at shutdown may overspend the budget by one" for itself:
+#: with shared state, every recycled or crashing process is the last to leave, so each overspends the
+#: fleet's one budget (smn_alert/_dispatcher.py _may_overspend, smn_alert/_pager.py take_due).
+OVERSPENT_AT_EACH_EXIT = pytest.mark.xfail(
+    strict=True, reason="bug: every process leaving last overspends the shared budget by one at exit"
+)
+
+
+@OVERSPENT_AT_EACH_EXIT
+class TestOneAfterAnother:
+    def test_recycled_workers_share_one_first_page_and_one_budget(
+        self, smn_server: FakeSMNServer, tmp_path: Path
+    ) -> None:
+        """8 short-lived workers in a row (gunicorn --max-requests): 20 errors each, a normal exit.
+
+        Unshared, each would page its own first alert and send its digest at exit: 16 SMS, and a fresh
+        budget each. Shared: one first page, and never more than the budget (2) in its period; what the
+        budget holds back waits in the store for the next digest, every alert counted once. (The last
+        page at exit may overspend the budget by one, as for a lone process: 3 SMS at most.)
+        """
+        url = f"sqlite:///{tmp_path}/shared.db"
+        env = environment(smn_server, url, window=60.0, budget=2, budget_period=600.0)
+        out = tmp_path / "out"
+        out.mkdir()
+        for _ in range(8):
+            done = run("burst", 20, 0, out, env=env)
+            assert done.returncode == 0, done.stderr
+        first, *digests = texts(smn_server)
+        assert len(digests) <= 2 and all(DIGEST.match(text) for text in digests), texts(smn_server)
+        assert count_of(first) + sum(map(count_of, digests)) + waiting_in_store(url) == 8 * 20
+        children = reports(out)
+        assert len(children) == 8 and all(adds_up(child["stats"]) for child in children)
+
+    def test_a_crash_loop_pages_within_the_budget(self, smn_server: FakeSMNServer, tmp_path: Path) -> None:
+        """10 starts in a row that each log a CRITICAL and exit(1): within the budget (3, and one overspent
+        at exit), not 10 pages."""
+        url = f"sqlite:///{tmp_path}/shared.db"
+        env = environment(smn_server, url, window=60.0, budget=3, budget_period=600.0)
+        for _ in range(10):
+            done = run("crash", env=env)
+            assert done.returncode == 1, done.stderr
+        assert 1 <= len(texts(smn_server)) <= 3 + 1, texts(smn_server)
+        assert counted(smn_server) + waiting_in_store(url) == 10, texts(smn_server)
