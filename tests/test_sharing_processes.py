@@ -250,9 +250,8 @@ class TestOneAfterAnother:
         env = environment(smn_server, url, window=60.0, budget=2, budget_period=600.0)
         out = tmp_path / "out"
         out.mkdir()
-        for _ in range(8):
-            done = run("burst", 20, 0, out, env=env)
-            assert done.returncode == 0, done.stderr
+        done = run("serial", 8, "burst", 20, 0, out, env=env)
+        assert (done.returncode, done.stdout.strip()) == (0, json.dumps([0] * 8)), done.stderr
         first, *digests = texts(smn_server)
         assert len(digests) <= 2 and all(DIGEST.match(text) for text in digests), texts(smn_server)
         assert count_of(first) + sum(map(count_of, digests)) + waiting_in_store(url) == 8 * 20
@@ -264,8 +263,46 @@ class TestOneAfterAnother:
         at exit), not 10 pages."""
         url = f"sqlite:///{tmp_path}/shared.db"
         env = environment(smn_server, url, window=60.0, budget=3, budget_period=600.0)
-        for _ in range(10):
-            done = run("crash", env=env)
-            assert done.returncode == 1, done.stderr
+        done = run("serial", 10, "crash", env=env)
+        assert (done.returncode, done.stdout.strip()) == (0, json.dumps([1] * 10)), done.stderr
         assert 1 <= len(texts(smn_server)) <= 3 + 1, texts(smn_server)
         assert counted(smn_server) + waiting_in_store(url) == 10, texts(smn_server)
+
+
+# --- 4. SIGKILL -----------------------------------------------------------------------------------------------
+class TestKilled:
+    def test_a_killed_workers_pushed_counts_reach_the_digest(
+        self, smn_server: FakeSMNServer, workers: Callable[..., Worker], tmp_path: Path
+    ) -> None:
+        """B's 300 errors, folded into A's incident and pushed, survive B's SIGKILL: A's digest counts them."""
+        env = environment(smn_server, f"sqlite:///{tmp_path}/shared.db")
+        a, b = workers(env), workers(env)
+        a.ask("log 1 payment gateway timed out (attempt %d)")
+        smn_server.wait_for_messages(1)
+        assert b.ask("log 300 payment gateway timed out (attempt %d)")["stats"]["received"] == 300
+        assert b.ask("pushed 300 10")["ok"], b.said()
+        b.kill()
+        first, digest = smn_server.wait_for_messages(2, timeout=WINDOW + 5)  # A, alive, sends it
+        assert count_of(first.message) == 1 and count_of(digest.message) == 300, texts(smn_server)
+        assert a.exit() == 0 and len(smn_server.messages) == 2
+        assert adds_up(a.last["stats"]) and a.last["stats"]["sent"] == 1
+
+    def test_a_digest_claimed_by_a_killed_worker_is_sent_by_another(
+        self, smn_server: FakeSMNServer, workers: Callable[..., Worker], tmp_path: Path
+    ) -> None:
+        """B claims the digest, is SIGKILLed while sending it; after the lease, A sends it (at least once)."""
+        url = f"sqlite:///{tmp_path}/shared.db"
+        env = {**environment(smn_server, url), "FLEET_LEASE": "1.5"}
+        b = workers(env)
+        b.ask("log 1 payment gateway timed out (attempt %d)")
+        smn_server.wait_for_messages(1)
+        smn_server.delay(RUN_TIMEOUT, n=1)  # B's digest hangs at SMN: B has claimed it, not acked it
+        b.ask("log 100 payment gateway timed out (attempt %d)")
+        smn_server.wait_for_requests(2, timeout=WINDOW + 5)
+        b.kill()
+        smn_server.reset_faults()
+        a = workers(env)  # alive: at its next heartbeat (5 s) it is offered the expired claim
+        smn_server.wait_for_messages(2, timeout=10)
+        assert [count_of(text) for text in texts(smn_server)] == [1, 100], texts(smn_server)
+        assert a.exit() == 0 and len(smn_server.messages) == 2
+

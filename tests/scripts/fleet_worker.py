@@ -13,6 +13,9 @@ Roles (``python fleet_worker.py ROLE ...``):
   writes its stats to OUT/<pid>.json and exits; the parent waits for them and exits normally.
 - ``burst COUNT LINGER OUT``: the same as one independent process (no fork).
 - ``crash``: log one CRITICAL and exit(1) at once (what a crash-looping service does).
+- ``serial N ROLE ARGS...``: run ROLE in N processes one after another, each a fresh one forked from this
+  interpreter before it built any handler (as a supervisor restarting the service, without paying for N
+  interpreter starts); print their exit statuses as a JSON list.
 - ``serve``: obey commands, one per line on stdin, answering one JSON line each on stdout (see COMMANDS).
 """
 
@@ -156,9 +159,23 @@ def crash() -> None:
     sys.exit(1)
 
 
-if __name__ == "__main__":
-    role, *rest = sys.argv[1:]
-    if role == "fork":
+def serial(times: str, role: str, *rest: str) -> None:
+    import requests  # noqa: F401  (imported once here, as a restarted interpreter would have it anyway)
+
+    statuses = []
+    for _ in range(int(times)):
+        pid = os.fork()
+        if pid == 0:
+            main(role, *rest)
+            sys.exit(0)  # a normal exit: atexit closes the handler
+        statuses.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    print(json.dumps(statuses), flush=True)
+
+
+def main(role: str, *rest: str) -> None:
+    if role == "serial":
+        serial(*rest)
+    elif role == "fork":
         fork(*rest)
     elif role == "burst":
         burst(configure(), int(rest[0]), float(rest[1]), rest[2])
@@ -166,3 +183,7 @@ if __name__ == "__main__":
         serve()
     else:
         crash()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
