@@ -40,14 +40,14 @@ PARTS = ("sent", "folded", "suppressed", "dropped", "failed", "pending", "handed
 #: The folding window the workers use, seconds: a worker pushes its counts once a second.
 WINDOW = 2.0
 #: The head of a page of several alerts: ``ERROR x1,999 in 2 s from 4 processes: ...``.
-DIGEST = re.compile(r"^[A-Z]+ x([\d,]+)\b")
+DIGEST = re.compile(r"^[A-Z]+ x([\d,]+)\b", re.MULTILINE)
 
 
 # --- what the phone got ------------------------------------------------------------------------------------
-def count_of(text: str) -> int:
-    """The alerts one SMS stands for: a digest's count, or 1 for a first page."""
-    found = DIGEST.match(text)
-    return int(found[1].replace(",", "")) if found else 1
+def count_of(text: str, kind: str = "") -> int:
+    """The alerts of ``kind`` (a part of the text) one SMS stands for: its lines' counts, 1 for a first page."""
+    found = [int(m[1].replace(",", "")) for m in DIGEST.finditer(text) if kind in text[m.end():].split("\n")[0]]
+    return sum(found) if DIGEST.match(text) else int(kind in text)
 
 
 def texts(server: FakeSMNServer) -> list[str]:
@@ -306,3 +306,59 @@ class TestKilled:
         assert [count_of(text) for text in texts(smn_server)] == [1, 100], texts(smn_server)
         assert a.exit() == 0 and len(smn_server.messages) == 2
 
+
+
+# --- 5. Redis stopped or hung mid-incident ----------------------------------------------------------------
+DISK = "disk full on /var (try %d)"
+
+
+@pytest.mark.parametrize("trouble", ["stopped", "hung"])
+def test_redis_failing_never_stops_a_page(
+    trouble: str, redis_server: RedisServer, smn_server: FakeSMNServer, workers: Callable[..., Worker]
+) -> None:
+    """Redis stopped (or frozen) mid-incident: each process pages a new kind itself, says so once, and its
+    ``logger.error`` stays as cheap; when Redis answers again they share again, with no first page replayed.
+    """
+    env = environment(smn_server, redis_server.url, budget=20)
+    a, b = workers(env), workers(env)
+    a.ask("log 1 payment gateway timed out (attempt %d)")
+    smn_server.wait_for_messages(1)
+    assert b.ask("log 50 payment gateway timed out (attempt %d)") and b.ask("pushed 50 10")["ok"]
+    redis_server.stop() if trouble == "stopped" else redis_server.pause()
+    try:
+        costs = [worker.ask(f"log 1000 {DISK}") for worker in (a, b)]
+        assert all(worker.ask("degraded 5")["ok"] for worker in (a, b))
+        eventually(lambda: sum("disk full" in text for text in texts(smn_server)) >= 2, 10, "each pages")
+    finally:
+        redis_server.start() if trouble == "stopped" else redis_server.resume()
+    assert all(worker.ask("sharing 10")["ok"] for worker in (a, b)), a.said() + b.said()
+    before = len(texts(smn_server))
+    for worker in (a, b):
+        worker.ask(f"log 20 {DISK}")
+    assert [a.exit(), b.exit()] == [0, 0]
+    assert sum(count_of(text, "disk full") for text in texts(smn_server)) == 2 * 1020, texts(smn_server)
+    assert all(DIGEST.match(text) for text in texts(smn_server)[before:]), texts(smn_server)
+    for worker in (a, b):
+        said = worker.said()
+        assert said.count("paging per process until the shared state answers again") == 1, said
+        assert "answers again; sharing resumed" in said, said
+        assert adds_up(worker.last["stats"])
+    assert max(cost["median_us"] for cost in costs) < 1000, costs
+
+
+# --- 6. a wrong key ------------------------------------------------------------------------------------------
+def test_a_wrong_key_is_tried_once_by_the_fleet(
+    smn_server: FakeSMNServer, workers: Callable[..., Worker], tmp_path: Path
+) -> None:
+    """4 processes with a wrong SK: the first refusal pauses them all; SMN (which locks a key after 5 bad
+    signatures) sees it once or twice, not once per process, even for a CRITICAL each would page alone."""
+    env = {**environment(smn_server, f"sqlite:///{tmp_path}/shared.db"), ENV_SK: "wrong-" + "s" * 34}
+    fleet = [workers(env) for _ in range(4)]
+    fleet[0].ask("log 1 payment gateway timed out (attempt %d)")
+    smn_server.wait_for_requests(1)
+    assert all(worker.ask("paused 5")["ok"] for worker in fleet)
+    for worker in fleet[1:]:
+        worker.ask("critical database is gone")
+    assert [worker.exit() for worker in fleet] == [0] * 4
+    assert smn_server.messages == [] and 1 <= len(smn_server.requests) <= 2, smn_server.requests
+    assert {request.status for request in smn_server.requests} == {401}
