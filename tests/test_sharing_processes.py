@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import pytest
 
@@ -43,10 +43,11 @@ WINDOW = 2.0
 DIGEST = re.compile(r"^[A-Z]+ x([\d,]+)\b", re.MULTILINE)
 
 
-# --- what the phone got ------------------------------------------------------------------------------------
+# --- what the phone got -------------------------------------------------------------------------------------
 def count_of(text: str, kind: str = "") -> int:
-    """The alerts of ``kind`` (a part of the text) one SMS stands for: its lines' counts, 1 for a first page."""
-    found = [int(m[1].replace(",", "")) for m in DIGEST.finditer(text) if kind in text[m.end():].split("\n")[0]]
+    """The alerts of ``kind`` (part of the text) an SMS stands for: its lines' counts, 1 for a first page."""
+    lines = [(m[1], text[m.end() :].split("\n", maxsplit=1)[0]) for m in DIGEST.finditer(text)]
+    found = [int(count.replace(",", "")) for count, rest in lines if kind in rest]
     return sum(found) if DIGEST.match(text) else int(kind in text)
 
 
@@ -69,7 +70,7 @@ def eventually(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.02)
 
 
-# --- the workers ---------------------------------------------------------------------------------------------
+# --- the workers --------------------------------------------------------------------------------------------
 def environment(server: FakeSMNServer, url: str, **handler: Any) -> dict[str, str]:
     """A child's environment: the fake server's settings, ``shared_state`` and the handler's arguments."""
     handler = {"window": WINDOW, "shutdown_timeout": 3.0, **handler}
@@ -175,7 +176,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("shared_redis").url)
 
 
-# --- 1. one incident, many workers ------------------------------------------------------------------------
+# --- 1. one incident, many workers --------------------------------------------------------------------------
 class TestManyWorkersOneIncident:
     def check_one_incident(self, server: FakeSMNServer, children: list[dict[str, Any]], alerts: int) -> None:
         """One first page, digests counting every alert exactly once, the whole fleet named; stats add up.
@@ -225,7 +226,7 @@ def waiting_in_store(url: str) -> int:
         store.close()
 
 
-# --- 2, 3. processes one after another ---------------------------------------------------------------------
+# --- 2, 3. processes one after another ----------------------------------------------------------------------
 #: Each process leaving last takes "the last page at shutdown may overspend the budget by one" for itself:
 #: with shared state, every recycled or crashing process is the last to leave, so each overspends the
 #: fleet's one budget (smn_alert/_dispatcher.py _may_overspend, smn_alert/_pager.py take_due).
@@ -269,12 +270,12 @@ class TestOneAfterAnother:
         assert counted(smn_server) + waiting_in_store(url) == 10, texts(smn_server)
 
 
-# --- 4. SIGKILL -----------------------------------------------------------------------------------------------
+# --- 4. SIGKILL ---------------------------------------------------------------------------------------------
 class TestKilled:
     def test_a_killed_workers_pushed_counts_reach_the_digest(
         self, smn_server: FakeSMNServer, workers: Callable[..., Worker], tmp_path: Path
     ) -> None:
-        """B's 300 errors, folded into A's incident and pushed, survive B's SIGKILL: A's digest counts them."""
+        """B's 300 errors, folded into A's incident and pushed, outlive B's SIGKILL: A's digest has them."""
         env = environment(smn_server, f"sqlite:///{tmp_path}/shared.db")
         a, b = workers(env), workers(env)
         a.ask("log 1 payment gateway timed out (attempt %d)")
@@ -307,8 +308,7 @@ class TestKilled:
         assert a.exit() == 0 and len(smn_server.messages) == 2
 
 
-
-# --- 5. Redis stopped or hung mid-incident ----------------------------------------------------------------
+# --- 5. Redis stopped or hung mid-incident ------------------------------------------------------------------
 DISK = "disk full on /var (try %d)"
 
 
@@ -346,7 +346,7 @@ def test_redis_failing_never_stops_a_page(
     assert max(cost["median_us"] for cost in costs) < 1000, costs
 
 
-# --- 6. a wrong key ------------------------------------------------------------------------------------------
+# --- 6. a wrong key -----------------------------------------------------------------------------------------
 def test_a_wrong_key_is_tried_once_by_the_fleet(
     smn_server: FakeSMNServer, workers: Callable[..., Worker], tmp_path: Path
 ) -> None:

@@ -106,9 +106,19 @@ def pushed(handler: SMNHandler, handed: int) -> Callable[[], bool]:
 
     def done() -> bool:
         fleet = handler.fleet_status() or {}
-        return handler.stats()["handed"] >= handed and fleet.get("unsent", 1) == 0
+        stats: dict[str, Any] = handler.stats()
+        return bool(stats["handed"] >= handed and fleet.get("unsent", 1) == 0)
 
     return done
+
+
+def paused(handler: SMNHandler) -> bool:
+    return (handler.fleet_status() or {}).get("circuit") is not None
+
+
+def critical(words: tuple[str, ...]) -> dict[str, Any]:
+    log.critical(" ".join(words))
+    return {}
 
 
 def sharing(handler: SMNHandler) -> bool:
@@ -120,7 +130,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     # log N MESSAGE: N errors with MESSAGE (a %d gets the number); the cost of each call.
     "log": lambda h, n, *words: timed_errors(int(n), " ".join(words)),
     # critical MESSAGE: one CRITICAL.
-    "critical": lambda h, *words: log.critical(" ".join(words)) or {},
+    "critical": lambda h, *words: critical(words),
     # pushed N TIMEOUT: wait until N alerts were handed to the fleet and are all in the store.
     "pushed": lambda h, n, t: {"ok": wait_for(pushed(h, int(n)), float(t))},
     # sharing TIMEOUT: wait until the store answers (not degraded).
@@ -128,10 +138,8 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     # degraded TIMEOUT: wait until this process pages alone (the store failed).
     "degraded": lambda h, t: {"ok": wait_for(lambda: not sharing(h), float(t))},
     # paused TIMEOUT: wait until the fleet's circuit is seen open here.
-    "paused": lambda h, t: {"ok": wait_for(lambda: (h.fleet_status() or {}).get("circuit") is not None,
-                                           float(t))},  # fmt: skip
+    "paused": lambda h, t: {"ok": wait_for(lambda: paused(h), float(t))},
     "status": lambda h: {},
-    "close": lambda h: h.close() or {},
 }
 
 
