@@ -268,6 +268,8 @@ class Dispatcher:
         if self._closing:
             with self._lock:
                 if self._finished() and not self._leave_last():
+                    if self._sharing is not None:
+                        self._sharing.release(self._pager)
                     self._settled.notify_all()
                     return False
         page = self._take()

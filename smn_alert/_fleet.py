@@ -41,6 +41,8 @@ from smn_alert._store import (
 FIRST_PROBE = 1.0
 #: ... up to this.
 LAST_PROBE = 60.0
+#: Seconds left on the lease of a digest given back unsent: it is re-offered at once.
+RELEASED = 0.001
 #: A heartbeat keeps a process "live" this many heartbeat intervals (one missed beat is not a death).
 HEARTBEAT_LIVES = 3.0
 _T = TypeVar("_T")
@@ -338,6 +340,10 @@ class Fleet:
         """Keep a claimed digest while its send is retried; False when another process took it over."""
         renewed = self._try(lambda: self.store.renew(self.target, claim.claim_id, self.lease))
         return True if isinstance(renewed, _Down) else renewed  # unknown: keep sending (at least once)
+
+    def release(self, claim: Claim) -> None:
+        """Give a claimed digest back unsent (exiting with no budget left): the next claim re-offers it."""
+        self._try(lambda: self.store.renew(self.target, claim.claim_id, RELEASED))
 
     def ack(self, claim: Claim) -> None:
         """Forget a digest that went out (if the store fails, another process may send it again)."""

@@ -281,6 +281,15 @@ class Pager:
         self.breaker.hold_open(seconds, reason)
         self._outage = self._outage or "shared"
 
+    def release_claims(self) -> list[object]:
+        """Take the claimed digests off the next page (they go back to the store unsent); return them."""
+        claims, self._claims, self._fleet = self._claims, [], (1, 1, None)
+        for key, group in list(self._groups.items()):
+            group.count, group.shared = group.count - group.shared, 0
+            if group.count <= group.dropped and group.waiting <= 0:
+                del self._groups[key]
+        return claims
+
     @property
     def claims(self) -> list[object]:
         """Claimed digests waiting here to be sent (their leases are renewed meanwhile)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from re import Pattern
 from typing import Any, Callable, Optional, Union
 
@@ -76,6 +77,7 @@ class Sharing:
     def __init__(self, fleet: Fleet, redactions: Sequence[Pattern[str]], clock: Callable[[], float]) -> None:
         self.fleet, self._redactions, self._clock = fleet, redactions, clock
         self._known: dict[Fingerprint, tuple[str, str]] = {}  # fingerprint -> (kind id, sample)
+        self._local: dict[str, Alert] = {}  # kind id -> this process's first alert of the kind
         self._degraded = False  # as of the last step: a change takes counts back
         self._left = False  # this process told the store it leaves (closing)
         self._last = False  # ... and no other process for the target lives: it sends what is pending
@@ -104,11 +106,17 @@ class Sharing:
         if known is None:
             if len(self._known) >= MAX_KNOWN_KINDS:
                 self._known.clear()
+                self._local.clear()
             known = self._known[alert.fingerprint] = (
                 kind_id(alert.fingerprint),
                 encode_sample(alert, self._redactions),
             )
+            self._local[known[0]] = alert
         return known
+
+    def _alert_of(self, kind: str, sample: str, level: int, created: float) -> Alert:
+        """Return the alert a kind of the fleet's shows here: this process's own, else its stored sample."""
+        return self._local.get(kind) or decode_sample(sample) or _stand_in(level, created)
 
     # --- the dispatcher's ---------------------------------------------------------------------------------
     @property
@@ -148,12 +156,20 @@ class Sharing:
         self._left = True
         self._last = self.fleet.leave() == 0 and claim
         self._notice_outage(pager, now)  # a store that failed now: its counts are taken back, paged here
-        return self._take(pager, now, self._final() if self._last else []) or bool(pager.pending)
+        if not claim:
+            return bool(pager.pending)
+        # Not the last: still send what is due now (a window that ended, a dead claimer's expired lease).
+        claims = self._final() if self._last else _listed(self.fleet.sync(force=True))
+        return self._take(pager, now, claims) or bool(pager.pending)
 
     def _take(self, pager: Pager, now: float, claims: list[Claim]) -> bool:
         """Put claimed digests on ``pager``; True if there were any."""
         for claim in claims:
-            pager.add_claim(claim, claim_groups(claim), now, processes=claim.processes, hosts=claim.hosts,
+            groups = [  # a kind this process saw shows as its own alert: one group, not two
+                replace(group, alert=self._local[kind.kind]) if kind.kind in self._local else group
+                for kind, group in zip(claim.kinds, claim_groups(claim))
+            ]
+            pager.add_claim(claim, groups, now, processes=claim.processes, hosts=claim.hosts,
                             held_since=claim.held_since)  # fmt: skip
         return bool(claims)
 
@@ -185,9 +201,14 @@ class Sharing:
         degraded = self.fleet.degraded
         if degraded and not self._degraded:
             for delta in self.fleet.take_back():
-                alert = decode_sample(delta.sample) or _stand_in(delta.level, delta.first_seen)
+                alert = self._alert_of(delta.kind, delta.sample, delta.level, delta.first_seen)
                 pager.take_back(alert, delta.count, delta.first_seen, delta.last_seen, now)
         self._degraded = degraded
+
+    def release(self, pager: Pager) -> None:
+        """Give back the claimed digests that could not go out before closing (for the next process)."""
+        for claim in pager.release_claims():
+            self.fleet.release(claim)  # type: ignore[arg-type]
 
     def settled(self, pager: Pager, claims: Sequence[object], delivered: bool, recovered: bool) -> None:
         """After a send: ack its claimed digests; pause or resume the fleet as this process's circuit did."""
