@@ -1,6 +1,6 @@
 """The README's deployments, run for real: how many SMS one incident sends to each phone, shared or not.
 
-    python benchmarks/deployments.py [--rows gunicorn,recycled,celery,pods,sigkill,crashloop] [--json out.json]
+    python benchmarks/deployments.py [--rows gunicorn,recycled,celery,pods,sigkill,crashloop] [--json F]
 
 Each row runs the real thing against a FakeSMNServer on 127.0.0.1 twice, interleaved: with
 ``SMN_ALERT_SHARED_STATE=process`` (what every process did before shared state) and with shared state (the
@@ -37,7 +37,7 @@ NUMBER = "+8613800000000"
 SIGN_ID = "6be340e91e5241e4b5d85837e6709104"
 # A WSGI app whose every request logs ``n`` errors, and a gunicorn config as the README's (a console handler
 # and the pager from the environment; worker_exit flushes).
-APP = '''
+APP = """
 import logging
 log = logging.getLogger("shop.payments")
 def app(environ, start_response):
@@ -46,15 +46,16 @@ def app(environ, start_response):
         log.error("charge failed: gateway timed out")
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"ok"]
-'''
-CONF = '''
+"""
+CONF = """
 import logging
 logconfig_dict = {
     "version": 1, "disable_existing_loggers": False,
     "formatters": {"generic": {"format": "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"}},
     "handlers": {
         "console": {"class": "logging.FileHandler", "filename": "console.log", "formatter": "generic"},
-        "pager": {"class": "smn_alert.SMNHandler", "level": "ERROR"},
+        "pager": {"class": "smn_alert.SMNHandler", "level": "ERROR",
+                  "window": float(__import__("os").environ.get("WINDOW", "300"))},
     },
     "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["console", "pager"], "propagate": False},
                 "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False}},
@@ -63,9 +64,9 @@ logconfig_dict = {
 def worker_exit(server, worker):
     for handler in logging.getLogger().handlers:
         handler.flush()
-'''
+"""
 # Celery prefork, as the README's recipe: the pager from the environment on the root logger of each process.
-TASKS = '''
+TASKS = """
 import logging, os
 from celery import Celery
 from celery.signals import after_setup_logger
@@ -79,14 +80,14 @@ def pager(logger, **kwargs):
 def charge(n):
     for _ in range(n):
         logging.getLogger("shop.tasks").error("charge failed: gateway timed out")
-'''
-CRASH = '''
+"""
+CRASH = """
 import logging, sys
 from smn_alert import SMNHandler
 logging.getLogger().addHandler(SMNHandler())
 logging.getLogger("shop.worker").critical("worker crashed: KeyError 'customer'")
 sys.exit(1)
-'''
+"""
 _COUNT = re.compile(r"\bx([\d,]+)")
 
 
@@ -134,7 +135,18 @@ def gunicorn(folder: Path, env: dict[str, str], *extra: str) -> Iterator[int]:
     (folder / "app.py").write_text(APP)
     (folder / "conf.py").write_text(CONF)
     port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "-c", "conf.py", "-w", "4", "-b", f"127.0.0.1:{port}", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "conf.py",
+        "-w",
+        "4",
+        "-b",
+        f"127.0.0.1:{port}",
+        *extra,
+    ]
     process = subprocess.Popen([*command, "app:app"], cwd=folder, env=env, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: _answers(port), 20.0)
@@ -161,7 +173,7 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> None:
 
 
 def incident(port: int, requests: int = 200, per_request: int = 10, seconds: float = 20.0) -> int:
-    """Send ``requests`` requests over ``seconds`` (each logs ``per_request`` errors); return errors logged."""
+    """Send ``requests`` requests over ``seconds``, each logging ``per_request`` errors; return how many."""
     start = time.monotonic()
     for i in range(requests):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/?n={per_request}", timeout=10) as answer:
@@ -188,9 +200,14 @@ def row_recycled(shared: Optional[str]) -> dict[str, Any]:
 def row_celery(shared: Optional[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, FakeSMNServer() as server:
         folder = Path(tmp)
+        (folder / "broker").mkdir()
         redis = RedisServer(folder / "broker").start()
         try:
-            env = {**environment(server, folder, shared), "BROKER": redis.url(), "PYTHONPATH": f"{folder}:{ROOT}"}
+            env = {
+                **environment(server, folder, shared),
+                "BROKER": redis.url(),
+                "PYTHONPATH": f"{folder}:{ROOT}",
+            }
             (folder / "tasks.py").write_text(TASKS)
             command = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-c", "4", "-P", "prefork",
                        "--max-tasks-per-child", "50", "--loglevel", "WARNING"]  # fmt: skip
@@ -224,6 +241,7 @@ def row_pods(shared: Optional[str], seconds: float = 60.0) -> dict[str, Any]:
     """Three gunicorn masters of 4 workers each (three "pods"), one incident; Redis is the shared state."""
     with tempfile.TemporaryDirectory() as tmp, FakeSMNServer() as server:
         folder = Path(tmp)
+        (folder / "redis").mkdir()
         redis = RedisServer(folder / "redis").start()
         try:
             state = None if shared == "process" else redis.url()
@@ -245,7 +263,11 @@ def _made(folders: list[Path]) -> list[Path]:
 
 @contextmanager
 def _all(folders: list[Path], envs: list[dict[str, str]]) -> Iterator[list[int]]:
-    with gunicorn(folders[0], envs[0]) as a, gunicorn(folders[1], envs[1]) as b, gunicorn(folders[2], envs[2]) as c:
+    with (
+        gunicorn(folders[0], envs[0]) as a,
+        gunicorn(folders[1], envs[1]) as b,
+        gunicorn(folders[2], envs[2]) as c,
+    ):
         yield [a, b, c]
 
 
@@ -260,15 +282,16 @@ def _incident_on(ports: list[int], seconds: float) -> int:
 
 
 def row_sigkill(shared: Optional[str]) -> dict[str, Any]:
-    """4 workers; after the first page, one worker's errors are folded, then it is killed with SIGKILL."""
+    """4 workers, a 10 s window; one worker's errors are folded, then it is killed with SIGKILL; the others
+    live on past the window's end (gunicorn starts a new worker), then gunicorn stops."""
     with tempfile.TemporaryDirectory() as tmp, FakeSMNServer() as server:
         folder = Path(tmp)
-        with gunicorn(folder, environment(server, folder, shared)) as port:
+        with gunicorn(folder, {**environment(server, folder, shared), "WINDOW": "10"}) as port:
             logged = incident(port, requests=100, per_request=5, seconds=5.0)
             time.sleep(2.0)  # a second and more: every worker's counts have reached the store
             pids = _worker_pids(folder)
             os.kill(pids[0], signal.SIGKILL)
-            time.sleep(1.0)
+            time.sleep(12.0)
         time.sleep(0.5)
         texts = texts_of(server)
     return {"sms": len(texts), "logged": logged, "counted": alerts_in(texts), "texts": texts}
@@ -286,7 +309,9 @@ def row_crashloop(shared: Optional[str], restarts: int = 20) -> dict[str, Any]:
         folder = Path(tmp)
         env = environment(server, folder, shared)
         for _ in range(restarts):
-            subprocess.run([sys.executable, "-c", CRASH], env=env, timeout=60, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-c", CRASH], env=env, timeout=60, stderr=subprocess.DEVNULL, check=False
+            )
         texts = texts_of(server)
     return {"sms": len(texts), "logged": restarts, "counted": alerts_in(texts), "texts": texts}
 
@@ -317,7 +342,8 @@ def main() -> None:
 
 
 def _said(result: dict[str, Any]) -> str:
-    return f"{result['sms']} SMS per phone; alerts logged {result['logged']:,}, counted on the SMS {result['counted']:,}"
+    logged, counted = result["logged"], result["counted"]
+    return f"{result['sms']} SMS per phone; alerts logged {logged:,}, counted on the SMS {counted:,}"
 
 
 if __name__ == "__main__":
