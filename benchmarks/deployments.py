@@ -198,6 +198,7 @@ def row_recycled(shared: Optional[str]) -> dict[str, Any]:
 
 
 def row_celery(shared: Optional[str]) -> dict[str, Any]:
+    """Celery prefork, 4 children recycled every 50 tasks, a Redis broker (needs ``pip install celery``)."""
     with tempfile.TemporaryDirectory() as tmp, FakeSMNServer() as server:
         folder = Path(tmp)
         (folder / "broker").mkdir()
@@ -205,7 +206,7 @@ def row_celery(shared: Optional[str]) -> dict[str, Any]:
         try:
             env = {
                 **environment(server, folder, shared),
-                "BROKER": redis.url(),
+                "BROKER": redis.url,
                 "PYTHONPATH": f"{folder}:{ROOT}",
             }
             (folder / "tasks.py").write_text(TASKS)
@@ -244,7 +245,7 @@ def row_pods(shared: Optional[str], seconds: float = 60.0) -> dict[str, Any]:
         (folder / "redis").mkdir()
         redis = RedisServer(folder / "redis").start()
         try:
-            state = None if shared == "process" else redis.url()
+            state = None if shared == "process" else redis.url
             pods = [folder / f"pod{i}" for i in range(3)]
             with _all(pods, [environment(server, pod, state or "process") for pod in _made(pods)]) as ports:
                 logged = _incident_on(ports, seconds)

@@ -50,9 +50,9 @@ HARNESS = CONSOLE_CHECK + textwrap.dedent(
         def connect(self, receiver):
             self.receivers.append(receiver)
             return receiver
-        def send(self, **kwargs):
+        def send(self, sender, **kwargs):  # as celery's: the sender first
             for receiver in self.receivers:
-                receiver(signal=self, **kwargs)
+                receiver(signal=self, sender=sender, **kwargs)
 
     if kind == "json":
         logging.config.dictConfig(json.loads(text))
@@ -73,7 +73,7 @@ HARNESS = CONSOLE_CHECK + textwrap.dedent(
             sys.modules["celery"] = types.ModuleType("celery")
             sys.modules["celery.signals"] = signals
         runpy.run_path(path, run_name="tasks")
-        signals.setup_logging.send(loglevel="INFO")
+        signals.setup_logging.send(None, loglevel="INFO")
         assert logging.getLogger().handlers, "setup_logging did not configure logging"
         logging.getLogger("celery.worker.consumer.consumer").info("celery@worker1 ready.")
         try:
@@ -83,7 +83,7 @@ HARNESS = CONSOLE_CHECK + textwrap.dedent(
             trace.error("Task tasks.charge[7f3a] raised: KeyError", exc_info=True)
         log.error("README celery block")
         console_check()
-        signals.worker_process_shutdown.send(pid=os.getpid(), exitcode=0)
+        signals.worker_process_shutdown.send(None, pid=os.getpid(), exitcode=0)
         os._exit(0)
     else:
         namespace = runpy.run_path(path, run_name="__main__")
