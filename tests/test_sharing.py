@@ -20,10 +20,13 @@ import pytest
 from smn_alert._alert import Alert
 from smn_alert._build import build_dispatcher
 from smn_alert._dispatcher import Dispatcher
+from smn_alert._fleet import Fleet
+from smn_alert._ratelimit import TokenBucket
 from smn_alert._settings import PagerSettings
-from smn_alert._store import ENV_SHARED_STATE
+from smn_alert._sharing import SharedBudget
+from smn_alert._store import ENV_SHARED_STATE, open_store
 from smn_alert.errors import SMNAuthError, SMNConfigError
-from smn_alert.testing import FakeSMNServer, RecordingSender
+from smn_alert.testing import FakeClock, FakeSMNServer, RecordingSender
 
 from .conftest import NUMBERS, SIGN_ID
 
@@ -215,3 +218,30 @@ class TestSetting:
             endpoints=NUMBERS[:1], sign_id=SIGN_ID, shared_state="redis://ops:s3cret@redis:6379/2"
         )
         assert "s3cret" not in repr(settings) and "redis://ops:***@redis:6379/2" in repr(settings)
+
+
+class TestSharedBudget:
+    """The pager's budget with shared state: the fleet's, or the process's own while the store is down."""
+
+    def budget(self, url: str) -> tuple[SharedBudget, TokenBucket, FakeClock]:
+        store = open_store(url)
+        assert store is not None
+        clock = FakeClock()
+        fleet = Fleet(store, "t1", window=60.0, lease=30.0, buckets=[(1, 600.0)], circuit_cooldown=60.0,
+                      clock=clock)  # fmt: skip
+        local = TokenBucket(1, 600.0, clock=clock)
+        return SharedBudget(fleet, local, clock), local, clock
+
+    def test_spends_the_fleets_budget_and_waits_as_long_as_it_says(self, url: str) -> None:
+        first, _, _ = self.budget(url)
+        second, local, _ = self.budget(url)  # another process, same target and buckets
+        assert first.next_available() == 0 and first.try_acquire()
+        assert second.next_available() == 0  # it cannot know before it tries ...
+        assert not second.try_acquire()  # ... and the store refuses: one SMS per 600 s for both
+        assert 590 < second.next_available() <= 600 and local.tokens == 1  # its own budget untouched
+
+    def test_the_local_budget_decides_while_the_store_is_unavailable(self, tmp_path: Any) -> None:
+        (tmp_path / "file").write_text("")
+        budget, local, _ = self.budget(f"sqlite:///{tmp_path}/file/shared.db")
+        assert budget.try_acquire() and local.tokens == 0
+        assert not budget.try_acquire() and budget.next_available() == local.next_available() > 0
