@@ -67,15 +67,23 @@ def worker_exit(server, worker):
 """
 # Celery prefork, as the README's recipe: the pager from the environment on the root logger of each process.
 TASKS = """
-import logging, os
+import logging, logging.config, os
 from celery import Celery
-from celery.signals import after_setup_logger
+from celery.signals import setup_logging, worker_process_shutdown
 app = Celery("shop", broker=os.environ["BROKER"])
-app.conf.worker_hijack_root_logger = False
-@after_setup_logger.connect
-def pager(logger, **kwargs):
-    from smn_alert import SMNHandler
-    logging.getLogger().addHandler(SMNHandler())
+LOGGING = {
+    "version": 1, "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.FileHandler", "filename": "console.log"},
+                 "pager": {"class": "smn_alert.SMNHandler", "level": "ERROR"}},
+    "root": {"level": "INFO", "handlers": ["console", "pager"]},
+}
+@setup_logging.connect
+def configure_logging(**kwargs):
+    logging.config.dictConfig(LOGGING)
+@worker_process_shutdown.connect
+def send_pending_pages(**kwargs):
+    for handler in logging.getLogger().handlers:
+        handler.close()
 @app.task
 def charge(n):
     for _ in range(n):

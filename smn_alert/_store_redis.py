@@ -47,8 +47,6 @@ from smn_alert._store import (
     status_view,
 )
 
-__all__ = ["SOCKET_TIMEOUT", "RedisStore", "key_names"]
-
 #: Seconds a connect or a command may take (each try; retries are off) before the store is unavailable.
 SOCKET_TIMEOUT = 0.2
 _KEYS = (

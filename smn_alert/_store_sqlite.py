@@ -40,10 +40,11 @@ from smn_alert._store import (
     status_view,
 )
 
-__all__ = ["FILE_NAME", "SQLITE_BUSY_TIMEOUT", "SQLiteStore", "default_path"]
-
-#: Seconds an operation waits for another process's write lock before the store counts as unavailable.
-SQLITE_BUSY_TIMEOUT = 0.2
+#: Seconds an operation waits for another process's write lock before the store counts as unavailable. A lock
+#: held is not a store that is down: when 200 processes meet one incident at once, they queue for the file
+#: (measured: at 0.2 s, 190 of 200 fell back to paging alone; each transaction holds it for well under a
+#: millisecond). Only the worker thread ever waits, never the application.
+SQLITE_BUSY_TIMEOUT = 2.0
 #: The file's name in the private directory.
 FILE_NAME = "shared-state.db"
 _SCHEMA_VERSION = 1
