@@ -240,7 +240,7 @@ def _sim_rows(mode: str, url: str) -> list[Row]:
             f"{found['sms']} SMS; most processes on one digest: {found['most_from']}; stats() add up in "
             f"{found['ledger_ok']}/{procs} processes; {found['degraded']} fell back to per-process{said}"),
         Row("fleet.sim200.duplicates", "digests sent twice", str(dupes), "", "", "= 0 while all live",
-            verdict(dupes == 0), f"after the first exit: {late_dupes} (at least once: duplicates over losses)"),
+            verdict(dupes == 0), f"after the first exit: {late_dupes} (at least once)"),
         Row("fleet.sim200.wall", "SMS sent / wall time", f"{found['sms']} / {secs(found['wall'])}", "", "",
             "", "INFO", f"fork to last exit; {found['killed']} worker(s) killed at the deadline"),
     ]  # fmt: skip
