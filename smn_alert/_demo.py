@@ -1,13 +1,24 @@
-"""``smn-alert demo``: an incident replayed against FakeSMNServer, and what each on-call phone received."""
+"""``smn-alert demo``: an incident replayed against FakeSMNServer, and what each on-call phone received.
+
+Act 1 replays one process's incident on a replayed clock, paging alone (``shared_state="process"``). Act 2
+is real: worker processes forked from this one log the same incident and share one SQLite file, so the
+phones get one first page and one digest counting every worker's alerts.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.config
 import os
+import re
+import signal
+import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
 from smn_alert._smn import is_mainland_china, mask_number
@@ -20,6 +31,14 @@ if TYPE_CHECKING:
 DEMO_NUMBERS = ("+8613800000001", "+8613900000002")
 #: Short window and small budget, so the demo shows folding and the budget within minutes of replay.
 DEMO_SETTINGS: dict[str, Any] = {"prefix": "shop", "window": 60, "budget": 3, "budget_period": 600}
+#: Act 1 pages from this one process alone, on a replayed clock (a shared state keeps the real one).
+_ALONE = {**DEMO_SETTINGS, "shared_state": "process"}
+#: Act 2: worker processes, errors each logs over _FLEET_SECONDS (2 kinds), and the most it may take.
+FLEET_WORKERS = 4
+_FLEET_ERRORS = 50
+_FLEET_SECONDS = 1.5
+_FLEET_DEADLINE = 20.0
+_COUNT = re.compile(r"^(?:\S+ )?[A-Z]+ x([\d,]+)")  # a digest line's count: "shop ERROR x199 in 2 s ..."
 
 _WAIT = 5.0  # seconds the demo waits for any one page; the whole demo takes well under one
 _SIGN_ID = "6be340e91e5241e4b5d85837e6709104"
@@ -33,6 +52,7 @@ _COUNTERS = {
     "dropped": "alerts whose text was dropped because the buffer was full (still counted)",
     "failed": "alerts whose SMS could not be delivered",
     "pending": "alerts not resolved yet",
+    "handed": "alerts handed to the digest of the processes sharing state (act 2)",
     "pages": "SMS texts sent (each to every number)",
     "segments": "billed SMS segments, summed over the numbers",
     "retried": "sends retried after a timeout, 5xx or 429",
@@ -75,8 +95,9 @@ def run_demo(out: TextIO, style: Callable[[str, str], str] = _plain) -> list[Rec
         out.write(
             f"  SMNProcessor.stats(): received {counters['received']}, sent {counters['sent']} (own budget)\n"
         )
+    fleet = _play_fleet(out, style)
     out.write("\nNext: put SMNHandler in your logging config (README.md), then `smn-alert check`.\n")
-    return messages
+    return messages + fleet
 
 
 def _bypass_proxy() -> None:
@@ -130,7 +151,8 @@ def _replay_incident(
         out.write(
             style("smn-alert demo: an incident replayed against FakeSMNServer on 127.0.0.1", "1") + "\n"
         )
-        out.write("settings: window 60 s, budget 3 SMS per 10 min (defaults 300 s, 5), 2 on-call numbers\n\n")
+        out.write("settings: window 60 s, budget 3 SMS per 10 min (defaults 300 s, 5), 2 on-call numbers;\n")
+        out.write('act 1 is one process paging alone (shared_state="process"), on a replayed clock\n\n')
         _play(replay, handler, structlogged, _narrator(replay, out, style))
         stats: dict[str, object] = handler.stats()
         return stats, processor
@@ -161,7 +183,7 @@ def _demo_handler(server: FakeSMNServer, replay: _Replay) -> Any:
         "level": "ERROR",
         "endpoints": list(DEMO_NUMBERS),
     }
-    pager.update(sign_id=_SIGN_ID, clock=replay.monotonic, **DEMO_SETTINGS, **server.settings())
+    pager.update(sign_id=_SIGN_ID, clock=replay.monotonic, **_ALONE, **server.settings())
     root = {"level": "INFO", "handlers": ["pager"]}
     logging.config.dictConfig(
         {"version": 1, "disable_existing_loggers": False, "handlers": {"pager": pager}, "root": root}
@@ -177,7 +199,7 @@ def _demo_processor(server: FakeSMNServer, replay: _Replay) -> tuple[Any, Option
         return None, None
     from smn_alert._processor import SMNProcessor
 
-    settings = {**DEMO_SETTINGS, **server.settings()}
+    settings = {**_ALONE, **server.settings()}
     processor = SMNProcessor(list(DEMO_NUMBERS), sign_id=_SIGN_ID, clock=replay.monotonic, **settings)
     chain: list[Any] = [
         structlog.processors.add_log_level,
@@ -263,9 +285,14 @@ def _burst(replay: _Replay, threads: int = 4, rounds: int = 9) -> None:
 
 
 # --- what the phones show -------------------------------------------------------------------------------
-def _show_phones(messages: Sequence[ReceivedMessage], out: TextIO, style: _Style) -> None:
+def _show_phones(
+    messages: Sequence[ReceivedMessage],
+    out: TextIO,
+    style: _Style,
+    title: str = "What each on-call phone received",
+) -> None:
     """Print what each number received, as a phone shows it: time, text, billed segments."""
-    out.write(style("\nWhat each on-call phone received", "1") + "\n")
+    out.write(style(f"\n{title}", "1") + "\n")
     first: list[ReceivedMessage] = []
     for number in DEMO_NUMBERS:
         got = [message for message in messages if number in message.delivered]
@@ -278,8 +305,13 @@ def _show_phones(messages: Sequence[ReceivedMessage], out: TextIO, style: _Style
         first = first or got
         for message in got:
             _show_sms(message, mainland, out, style)
-    out.write("\nSegments: GSM-7 holds 160 characters, then 153 per segment; one other character makes it\n")
-    out.write("UCS-2 (70, then 67). SMN adds your signature; mainland China numbers always bill as UCS-2.\n")
+    if title == "What each on-call phone received":  # the first listing explains segments, once
+        out.write(
+            "\nSegments: GSM-7 holds 160 characters, then 153 per segment; one other character makes it\n"
+        )
+        out.write(
+            "UCS-2 (70, then 67). SMN adds your signature; mainland China numbers always bill as UCS-2.\n"
+        )
 
 
 def _show_sms(message: ReceivedMessage, mainland: bool, out: TextIO, style: _Style) -> None:
@@ -298,7 +330,7 @@ def _show_stats(stats: dict[str, object], out: TextIO, style: _Style) -> None:
     for name, value in stats.items():
         shown = f"{value:,}" if isinstance(value, int) else str(value)
         out.write(f"  {name:<11} {shown:>7}  {style(_COUNTERS.get(name, ''), '2')}\n")
-    parts = ("sent", "folded", "suppressed", "dropped", "failed", "pending")
+    parts = ("sent", "folded", "suppressed", "dropped", "failed", "pending", "handed")
     total = " + ".join(f"{stats[name]:,}" for name in parts)
     out.write(f"  received = {' + '.join(parts)}:\n  {stats['received']:,} = {total}\n")
 
@@ -313,3 +345,109 @@ def _crash() -> None:
         load_customer({"id": "A-1042"})
     except KeyError:
         logging.getLogger("shop.worker").critical("order worker crashed", exc_info=True)
+
+
+# --- act 2: the fleet -----------------------------------------------------------------------------------
+def _play_fleet(out: TextIO, style: _Style) -> list[ReceivedMessage]:
+    """Fork worker processes that log the same incident, sharing one SQLite file; show what the phones got."""
+    out.write(style(f"\nAct 2: {FLEET_WORKERS} worker processes, one incident, one shared state", "1") + "\n")
+    if not hasattr(os, "fork"):
+        out.write("  (this scene forks worker processes: not on this platform)\n")
+        return []
+    from smn_alert import _sharing, _store_sqlite  # noqa: F401  (imported once, before the fork)
+    from smn_alert.testing import FakeSMNServer
+
+    with tempfile.TemporaryDirectory(prefix="smn_alert_demo_") as tmp, FakeSMNServer() as server:
+        settings = {**DEMO_SETTINGS, **server.settings(), "shared_state": f"sqlite:///{tmp}/fleet.db"}
+        out.write('settings as in act 1, real clock, shared_state="sqlite:///<temporary dir>/fleet.db"\n\n')
+        say = _fleet_narrator(out, style)
+        total = FLEET_WORKERS * _FLEET_ERRORS
+        say(
+            f"{FLEET_WORKERS} forked workers log {total} errors of 2 kinds in {_FLEET_SECONDS:g} s",
+            "the first pages, all count",
+        )
+        results = _fork_workers(settings, Path(tmp))
+        say("the workers exit one after another", "the last one sends the digest of all")
+        messages = server.messages
+    _show_phones(messages, out, style, "What each on-call phone received from the fleet")
+    _show_workers(results, messages, out, style)
+    return messages
+
+
+def _fleet_narrator(out: TextIO, style: _Style) -> _Say:
+    def say(what: str, outcome: str) -> None:
+        out.write(f"  {time.strftime('%H:%M:%S')}  {what:<56} {style('-> ' + outcome, '33')}\n")
+
+    return say
+
+
+def _fork_workers(settings: dict[str, Any], folder: Path) -> list[dict[str, Any]]:
+    """Run the workers (forked), wait for them (killing, by pid, any past the deadline); their counters."""
+    start, pids = time.time() + 0.5, []
+    with warnings.catch_warnings():  # Python 3.12+ warns on fork with threads: the fake server's, unused
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for index in range(FLEET_WORKERS):
+            pid = os.fork()
+            if pid == 0:
+                _worker(index, settings, start, folder)
+            pids.append(pid)
+    deadline = time.monotonic() + _FLEET_DEADLINE
+    for pid in pids:
+        while os.waitpid(pid, os.WNOHANG)[0] == 0:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.02)
+    found = [folder / f"{index}.json" for index in range(FLEET_WORKERS)]
+    return [json.loads(path.read_text()) for path in found if path.exists()]
+
+
+def _worker(index: int, settings: dict[str, Any], start: float, folder: Path) -> None:
+    """One worker: log the incident, leave (staggered), write its counters; never returns."""
+    code = 1
+    try:
+        from smn_alert._handler import SMNHandler
+
+        handler = SMNHandler(list(DEMO_NUMBERS), sign_id=_SIGN_ID, **settings)
+        db, http = (logging.getLogger(f"shop.{name}") for name in ("db", "http"))
+        for logger in (db, http):
+            logger.handlers, logger.propagate = [handler], False
+        for n in range(_FLEET_ERRORS):
+            time.sleep(max(0.0, start + n * _FLEET_SECONDS / _FLEET_ERRORS - time.time()))
+            if n % 5 < 4:
+                db.error("query on %s timed out", "orders")
+            else:
+                http.error("upstream %s answered %d", "inventory", 503)
+        time.sleep(max(0.0, start + _FLEET_SECONDS + 0.1 * index - time.time()))
+        handler.close()  # what the interpreter's exit does for it
+        stats = handler.stats()
+        (folder / f"{index}.json").write_text(json.dumps({"pid": os.getpid(), **stats}, default=str))
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _show_workers(
+    results: list[dict[str, Any]], messages: Sequence[ReceivedMessage], out: TextIO, style: _Style
+) -> None:
+    """Print each worker's counters and how the phones' counts add up to every alert the workers logged."""
+    out.write(style("\nEach worker's counters: SMNHandler.stats() in its own process", "1") + "\n")
+    parts = ("sent", "folded", "suppressed", "dropped", "failed", "pending", "handed")
+    for result in results:
+        shown = " + ".join(f"{name} {result[name]:,}" for name in parts if result[name])
+        out.write(f"  pid {result['pid']:<7}  received {result['received']:,} = {shown}\n")
+    logged = sum(int(result["received"]) for result in results)
+    firsts = [message for message in messages if not _COUNT.match(message.message)]
+    counted = sum(_counted(message.message) for message in messages)
+    out.write(
+        f"  the phones got {len(firsts)} first page(s) and {len(messages) - len(firsts)} digest(s): "
+        f"{counted:,} alerts counted of {logged:,} logged by {len(results)} processes\n"
+    )
+
+
+def _counted(text: str) -> int:
+    """Return the alerts an SMS counts: its lines' ``x1,234``, or 1 for a first page."""
+    counts = [_COUNT.match(line) for line in text.splitlines()]
+    found = [int(match.group(1).replace(",", "")) for match in counts if match]
+    return sum(found) if found else 1

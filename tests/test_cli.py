@@ -79,6 +79,12 @@ def demo() -> tuple[subprocess.CompletedProcess[str], float]:
     return result, time.monotonic() - started
 
 
+def acts(output: str) -> tuple[str, str]:
+    """The demo's output split into act 1 (one process, replayed) and act 2 (the fleet)."""
+    first, fleet = output.split("\nAct 2: ")
+    return first, fleet
+
+
 def sms_blocks(output: str) -> list[tuple[int, str]]:
     """The SMS the demo printed: (segments it says, text as printed with its '  | ' margin removed)."""
     blocks = re.findall(r"(\d+) billed segment\(s\)[^\n]*\n((?:  \| [^\n]*\n)+)", output)
@@ -99,9 +105,8 @@ class TestDemo:
     def test_phones_get_a_first_page_digests_and_the_budget_note(
         self, demo: tuple[subprocess.CompletedProcess[str], float]
     ) -> None:
-        """The phones show the first page, a digest with counts, the crash, and what the budget held back."""
-        out = demo[0].stdout
-        texts = [text for _, text in sms_blocks(out)]
+        """Act 1: the first page, a digest with counts, the crash, and what the budget held back."""
+        texts = [text for _, text in sms_blocks(acts(demo[0].stdout)[0])]
         assert texts[0] == "shop ERROR shop.payments: charge failed for order A-1042: card said 502"
         assert any(
             "ERROR x2,160 in 40 s: shop.db: query on orders timed out (TimeoutError)" in t for t in texts
@@ -109,12 +114,45 @@ class TestDemo:
         assert any(t.startswith("shop CRITICAL shop.worker: order worker crashed | KeyError") for t in texts)
         assert "held back" in texts[-1] and "181" in texts[-1] and "(SMS budget)" in texts[-1]
 
+    def test_act_one_pages_alone_and_says_so(
+        self, demo: tuple[subprocess.CompletedProcess[str], float]
+    ) -> None:
+        """The single-process scenes share nothing, and the settings line says so."""
+        first = acts(demo[0].stdout)[0]
+        assert 'shared_state="process"' in first
+        assert re.search(r"^  handed +0  ", first, re.MULTILINE)
+        assert "from 2 processes" not in first and "SMNProcessor.stats(): received 1, sent 1" in first
+
+    def test_the_fleet_gets_one_first_page_and_one_digest_from_4_processes(
+        self, demo: tuple[subprocess.CompletedProcess[str], float]
+    ) -> None:
+        """Act 2: 4 forked workers log one incident; the phones get ONE first page and a digest of all."""
+        fleet = acts(demo[0].stdout)[1]
+        first, *digests = [text for _, text in sms_blocks(fleet)]  # one phone's (the other's: the same)
+        assert first == "shop ERROR shop.db: query on orders timed out"
+        assert len(digests) == 1 and "from 4 processes: shop.db: query on orders timed out" in digests[0]
+        counted = 1 + sum(int(n.replace(",", "")) for n in re.findall(r"\bx([\d,]+)", digests[0]))
+        assert counted == 4 * 50
+        assert "(the same 2 SMS as +86138****0001)" in fleet
+
+    def test_the_fleet_counts_add_up_in_every_worker(
+        self, demo: tuple[subprocess.CompletedProcess[str], float]
+    ) -> None:
+        """Each worker's stats() add up; one worker sent the first page, the others handed everything."""
+        fleet = acts(demo[0].stdout)[1]
+        workers = re.findall(r"^  pid \d+ +received (\d+) = (.+)$", fleet, re.MULTILINE)
+        assert len(workers) == 4
+        for received, parts in workers:
+            assert int(received) == sum(int(part.split()[-1]) for part in parts.split(" + "))
+        assert sum("sent 1" in parts for _, parts in workers) == 1
+        assert "1 first page(s) and 1 digest(s): 200 alerts counted of 200 logged by 4 processes" in fleet
+
     def test_every_page_fits_and_says_its_true_segment_count(
         self, demo: tuple[subprocess.CompletedProcess[str], float]
     ) -> None:
         """Each SMS shown is at most 490 characters, and the segments printed are what SMN bills."""
         blocks = sms_blocks(demo[0].stdout)
-        assert len(blocks) >= 4
+        assert len(blocks) >= 6  # act 1's and act 2's
         for segments, text in blocks:
             assert len(text) <= 490
             assert segments == count_segments(text, ucs2=True)  # +86 numbers always bill as UCS-2
@@ -132,8 +170,8 @@ class TestDemo:
         self, demo: tuple[subprocess.CompletedProcess[str], float]
     ) -> None:
         """Every counter has its one-line meaning, and received equals the sum of where alerts went."""
-        out = demo[0].stdout
-        for name in ("received", "sent", "folded", "suppressed", "dropped", "failed", "pending"):
+        out = acts(demo[0].stdout)[0]
+        for name in ("received", "sent", "folded", "suppressed", "dropped", "failed", "pending", "handed"):
             assert re.search(rf"^  {name} +[\d,]+  \w", out, re.MULTILINE), name
         received, parts = re.search(r"^  ([\d,]+) = ([\d, +]+)$", out, re.MULTILINE).groups()  # type: ignore[union-attr]
         assert int(received.replace(",", "")) == sum(int(p.replace(",", "")) for p in parts.split(" + "))
