@@ -364,7 +364,7 @@ def _play_fleet(out: TextIO, style: _Style) -> list[ReceivedMessage]:
         total = FLEET_WORKERS * _FLEET_ERRORS
         say(
             f"{FLEET_WORKERS} forked workers log {total} errors of 2 kinds in {_FLEET_SECONDS:g} s",
-            "the first pages, all count",
+            "one of them pages, the others count",
         )
         results = _fork_workers(settings, Path(tmp))
         say("the workers exit one after another", "the last one sends the digest of all")
