@@ -22,6 +22,8 @@ from smn_alert import _guards
 from smn_alert._guards import DECISIONS, MARKS, WORKERS, is_ignored_logger, was_paged
 
 if TYPE_CHECKING:
+    from smn_alert._alert import Fingerprint
+    from smn_alert._fold import Tally
     from smn_alert._senders import Sender
 
 # What Handler.handle returns for a record that passed no filters: the record itself from Python 3.12 on.
@@ -72,6 +74,8 @@ class SMNHandler(logging.Handler):
         super().__init__(levelno)
         self.settings, self._dispatcher = checked, dispatcher
         self._snapshot, self._fingerprint = Alert.from_record, quick_fingerprint  # emit imports nothing
+        #: (fold, template, logger name, level, tally) of the kind counted last: a repeat skips the lookup.
+        self._last: tuple[object, object, object, int, Optional[Tally]] = (None, None, None, -1, None)
         _guards.handler_built()  # from now on an SMNProcessor marks what it pages, for us to skip
 
     def handle(self, record: logging.LogRecord) -> Any:
@@ -108,13 +112,32 @@ class SMNHandler(logging.Handler):
             if process is None:  # logging.logProcesses is off
                 process = os.getpid()
             if process == dispatcher.pid:  # not a child forked from C (its counts go nowhere)
-                tally = dispatcher.fold.get(self._fingerprint(record))
+                fold, msg, name, levelno, tally = self._last  # the kind counted last: a repeat is that one
+                if not (
+                    msg is record.msg
+                    and fold is dispatcher.fold
+                    and name is record.name
+                    and levelno == record.levelno
+                    and not record.exc_info
+                ):
+                    tally = self._tally(record, dispatcher.fold)
                 if tally is not None and next(tally.counter):  # atomic, lock-free, re-entrant
                     tally.last = record.created  # one attribute store: when, for the digest's span
                     return  # counted; the first on a fresh counter (0) is snapshotted
             dispatcher.submit(self._snapshot(record), process)
         except Exception:
             self.handleError(record)
+
+    def _tally(self, record: logging.LogRecord, fold: dict[Optional[Fingerprint], Tally]) -> Optional[Tally]:
+        """Look up the counter of ``record``'s kind in ``fold``; remember it for the next repeat.
+
+        Remembered only for a record without an exception (whose fingerprint is its logger, level and
+        template, all compared by :meth:`emit`); one tuple, stored in one step (safe to re-enter).
+        """
+        tally = fold.get(self._fingerprint(record))
+        if tally is not None and not record.exc_info:
+            self._last = (fold, record.msg, record.name, record.levelno, tally)
+        return tally
 
     @staticmethod
     def _from_worker(record: logging.LogRecord) -> bool:
