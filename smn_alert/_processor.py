@@ -106,14 +106,31 @@ class SMNProcessor:
         )
         self._snapshot, self._fingerprint = Alert.from_event_dict, quick_event_fingerprint
 
+    @property
+    def levelno(self) -> int:
+        """The lowest level that pages."""
+        return self._levelno
+
+    @levelno.setter
+    def levelno(self, levelno: int) -> None:
+        self._levelno = levelno
+        #: add_log_level's names of the levels below ours: an event named so returns at once (not "notset":
+        #: an event at level 0 is judged by its method's name).
+        self._quiet = frozenset(name for name, number in _LEVELS.items() if 0 < number < levelno)
+
     def __call__(self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
         """Page ``event_dict`` if it is serious enough; always return it unchanged."""
+        try:
+            if event_dict.get("level") in self._quiet:  # an info event: the commonest call, one lookup
+                return event_dict
+        except Exception:  # an unhashable level (judged below), or a get() that raises (said below)
+            pass
         try:
             level = event_dict.get("level")
             levelno = _LEVELS.get(level) if type(level) is str else None  # add_log_level's names: one lookup
             if not levelno:
                 levelno = _levelno(level) or _levelno(method_name)
-            if levelno is None or levelno < self.levelno or get_ident() in WORKERS:
+            if levelno is None or levelno < self._levelno or get_ident() in WORKERS:
                 return event_dict  # below the level (an info event), or a worker's own logging
             # Only an SMNHandler reads the mark (behind ProcessorFormatter or render_to_log_kwargs).
             if self._page(logger, event_dict, levelno) and HANDLERS.built and _reaches_stdlib(logger):
