@@ -36,6 +36,9 @@ class _Ignored:
 
 
 _ignored = _Ignored()
+#: The ignored roots' holder: ``IGNORED.roots`` is a new tuple after each :func:`ignore_logger`, so a
+#: decision taken under one tuple (SMNHandler remembers one) is known to be current while it is the same.
+IGNORED = _ignored
 #: Logger name -> ignored? Read directly by SMNHandler.accepts (the hot path); cleared, never rebound, when
 #: :func:`ignore_logger` adds a name, so every holder of this dict sees the change at once.
 DECISIONS: dict[str, bool] = {}

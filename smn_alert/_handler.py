@@ -19,7 +19,7 @@ from threading import get_ident
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from smn_alert import _guards
-from smn_alert._guards import DECISIONS, MARKS, WORKERS, is_ignored_logger, was_paged
+from smn_alert._guards import DECISIONS, IGNORED, MARKS, WORKERS, is_ignored_logger, was_paged
 
 if TYPE_CHECKING:
     from smn_alert._senders import Sender
@@ -72,17 +72,45 @@ class SMNHandler(logging.Handler):
         super().__init__(levelno)
         self.settings, self._dispatcher = checked, dispatcher
         self._snapshot, self._fingerprint = Alert.from_record, quick_fingerprint  # emit imports nothing
+        #: (fold, template, logger name, level, pid, ignored roots, tally) of the kind counted last.
+        self._last: tuple[Any, ...] = (None, None, None, -1, -1, None, None)
         _guards.handler_built()  # from now on an SMNProcessor marks what it pages, for us to skip
 
     def handle(self, record: logging.LogRecord) -> Any:
-        """Filter and emit ``record`` without the handler lock: ``emit`` is thread-safe and never blocks."""
-        if not self.filters:  # the usual case: Filterer.filter would only say yes
-            self.emit(record)
-            return record if _RECORD_RETURNED else True
-        result = self.filter(record)
-        if result:
-            self.emit(result if isinstance(result, logging.LogRecord) else record)
-        return result
+        """Filter and emit ``record`` without the handler lock: ``emit`` is thread-safe and never blocks.
+
+        A repeat of the kind counted last is counted right here (the commonest call, kept short): same
+        template object, logger and level, no exception, same process, fold and ignored loggers as when it
+        was remembered, logged on a thread that is not a worker, and no paged mark ever made.
+        """
+        if self.filters:
+            result = self.filter(record)
+            if result:
+                self.emit(result if isinstance(result, logging.LogRecord) else record)
+            return result
+        try:
+            fold, msg, name, levelno, pid, roots, tally = self._last
+            if (
+                msg is record.msg
+                and name is record.name
+                and levelno == record.levelno
+                and pid == record.process
+                and fold is self._dispatcher.fold
+                and roots is IGNORED.roots  # its logger was not ignored, and no name was added since
+                and not record.exc_info
+                and not MARKS.built
+                and record.thread not in WORKERS
+                and record.thread is not None
+            ):
+                if next(tally.counter):  # atomic, lock-free, re-entrant
+                    tally.last = record.created  # one attribute store: when, for the digest's span
+                else:  # the first on a fresh counter (0) is snapshotted
+                    self._dispatcher.submit(self._snapshot(record), pid)
+            else:
+                self.emit(record)
+        except Exception:
+            self.handleError(record)
+        return record if _RECORD_RETURNED else True
 
     def emit(self, record: logging.LogRecord) -> None:
         """Count ``record`` if it is a repeat being folded, else snapshot it for the worker; never raises.
@@ -99,22 +127,30 @@ class SMNHandler(logging.Handler):
             # Any smn_alert worker's thread, ours or another pager's: two pagers must not page each other.
             if thread in WORKERS and self._from_worker(record):
                 return
-            ignored = DECISIONS.get(record.name)  # the guards' own cache
-            if ignored if ignored is not None else is_ignored_logger(record.name):
-                return
-            if MARKS.built and was_paged(record):  # no mark made yet: no SMNProcessor paged anything
-                return
-            dispatcher, process = self._dispatcher, record.process
-            if process is None:  # logging.logProcesses is off
-                process = os.getpid()
-            if process == dispatcher.pid:  # not a child forked from C (its counts go nowhere)
-                tally = dispatcher.fold.get(self._fingerprint(record))
-                if tally is not None and next(tally.counter):  # atomic, lock-free, re-entrant
-                    tally.last = record.created  # one attribute store: when, for the digest's span
-                    return  # counted; the first on a fresh counter (0) is snapshotted
-            dispatcher.submit(self._snapshot(record), process)
+            self._count_or_submit(record)
         except Exception:
             self.handleError(record)
+
+    def _count_or_submit(self, record: logging.LogRecord) -> None:
+        """Apply the other guards, then count a repeat being folded (its kind remembered) or submit it."""
+        roots = IGNORED.roots  # read before deciding: a name ignored meanwhile makes the memory stale
+        ignored = DECISIONS.get(record.name)  # the guards' own cache
+        if ignored if ignored is not None else is_ignored_logger(record.name):
+            return
+        if MARKS.built and was_paged(record):  # no mark made yet: no SMNProcessor paged anything
+            return
+        dispatcher, process = self._dispatcher, record.process
+        if process is None:  # logging.logProcesses is off
+            process = os.getpid()
+        if process == dispatcher.pid:  # not a child forked from C (its counts go nowhere)
+            fold = dispatcher.fold
+            tally = fold.get(self._fingerprint(record))
+            if tally is not None and not record.exc_info:  # remembered in one step (safe to re-enter)
+                self._last = (fold, record.msg, record.name, record.levelno, process, roots, tally)
+            if tally is not None and next(tally.counter):  # atomic, lock-free, re-entrant
+                tally.last = record.created
+                return  # counted; the first on a fresh counter (0) is snapshotted
+        dispatcher.submit(self._snapshot(record), process)
 
     @staticmethod
     def _from_worker(record: logging.LogRecord) -> bool:

@@ -19,7 +19,7 @@ from os import getpid
 from threading import get_ident
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from smn_alert._guards import DECISIONS, HANDLERS, WORKERS, is_ignored_logger, mark_paged
+from smn_alert._guards import DECISIONS, HANDLERS, IGNORED, WORKERS, is_ignored_logger, mark_paged
 
 if TYPE_CHECKING:
     from smn_alert._senders import Sender
@@ -105,15 +105,34 @@ class SMNProcessor:
             self.settings, sender=sender, clock=clock, wall=wall, name="smn_alert-processor"
         )
         self._snapshot, self._fingerprint = Alert.from_event_dict, quick_event_fingerprint
+        #: (fold, event text, logger name, level, pid, ignored roots, tally) of the kind counted last.
+        self._last: tuple[Any, ...] = (None, None, None, -1, -1, None, None)
+
+    @property
+    def levelno(self) -> int:
+        """The lowest level that pages."""
+        return self._levelno
+
+    @levelno.setter
+    def levelno(self, levelno: int) -> None:
+        self._levelno = levelno
+        #: add_log_level's names of the levels below ours: an event named so returns at once (not "notset":
+        #: an event at level 0 is judged by its method's name).
+        self._quiet = frozenset(name for name, number in _LEVELS.items() if 0 < number < levelno)
 
     def __call__(self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
         """Page ``event_dict`` if it is serious enough; always return it unchanged."""
+        try:
+            if event_dict.get("level") in self._quiet:  # an info event: the commonest call, one lookup
+                return event_dict
+        except Exception:  # an unhashable level (judged below), or a get() that raises (said below)
+            pass
         try:
             level = event_dict.get("level")
             levelno = _LEVELS.get(level) if type(level) is str else None  # add_log_level's names: one lookup
             if not levelno:
                 levelno = _levelno(level) or _levelno(method_name)
-            if levelno is None or levelno < self.levelno or get_ident() in WORKERS:
+            if levelno is None or levelno < self._levelno or get_ident() in WORKERS:
                 return event_dict  # below the level (an info event), or a worker's own logging
             # Only an SMNHandler reads the mark (behind ProcessorFormatter or render_to_log_kwargs).
             if self._page(logger, event_dict, levelno) and HANDLERS.built and _reaches_stdlib(logger):
@@ -124,21 +143,53 @@ class SMNProcessor:
         return event_dict
 
     def _page(self, logger: object, event_dict: MutableMapping[str, Any], levelno: int) -> bool:
-        """Count the event if it is a repeat being folded, else snapshot it; False for an ignored logger."""
+        """Count the event if it is a repeat being folded, else snapshot it; False for an ignored logger.
+
+        A repeat of the kind counted last (same event text object, logger and level, no exception; same
+        process, published fold and ignored loggers as when it was remembered) skips the guards' cache,
+        the fingerprint and the lookup.
+        """
         name = event_dict.get("logger") or event_dict.get("logger_name") or getattr(logger, "name", None)
         if not isinstance(name, str):
             name = "structlog"
+        pid = getpid()  # once per paged event: a child forked from C must not count into the parent's fold
+        fold, event, last_name, last_level, last_pid, roots, tally = self._last
+        if (
+            event is event_dict.get("event")
+            and name is last_name
+            and levelno == last_level
+            and pid == last_pid
+            and fold is self._dispatcher.fold
+            and roots is IGNORED.roots  # its logger was not ignored, and no name was added since
+            and not event_dict.get("exc_info")
+            and not event_dict.get("exception")
+        ):
+            if next(tally.counter):  # atomic, lock-free, re-entrant
+                return True  # counted (dated when read)
+            return self._submit(event_dict, name, levelno, pid)  # the first on a fresh counter
+        return self._count_or_submit(event_dict, name, levelno, pid)
+
+    def _count_or_submit(
+        self, event_dict: MutableMapping[str, Any], name: str, levelno: int, pid: int
+    ) -> bool:
+        """Apply the ignored-logger guard, then count a repeat being folded (kind remembered) or submit."""
+        roots = IGNORED.roots  # read before deciding: a name ignored meanwhile makes the memory stale
         ignored = DECISIONS.get(name)  # the guards' own cache, read here to keep the call cheap
         if is_ignored_logger(name) if ignored is None else ignored:
             return False
         dispatcher = self._dispatcher
-        pid = getpid()  # once per paged event: a child forked from C must not count into the parent's fold
         if pid == dispatcher.pid:
-            tally = dispatcher.fold.get(self._fingerprint(event_dict, name, levelno))
+            fold = dispatcher.fold
+            tally = fold.get(self._fingerprint(event_dict, name, levelno))
+            if tally is not None and not event_dict.get("exc_info") and not event_dict.get("exception"):
+                self._last = (fold, event_dict.get("event"), name, levelno, pid, roots, tally)  # one step
             if tally is not None and next(tally.counter):  # atomic, lock-free, re-entrant
                 return True  # counted (dated when read); the first on a fresh counter is snapshotted
+        return self._submit(event_dict, name, levelno, pid)
+
+    def _submit(self, event_dict: MutableMapping[str, Any], name: str, levelno: int, pid: int) -> bool:
         levelname = _NAMES.get(levelno) or f"LEVEL{levelno}"
-        dispatcher.submit(self._snapshot(event_dict, name, levelno, levelname), pid)
+        self._dispatcher.submit(self._snapshot(event_dict, name, levelno, levelname), pid)
         return True
 
     def flush(self, timeout: Optional[float] = None) -> bool:

@@ -104,6 +104,23 @@ class TestIgnoredLoggers:
         finally:
             handler.close()
 
+    def test_the_handler_stops_counting_a_remembered_repeat_once_its_logger_is_ignored(self) -> None:
+        """A repeat of the kind counted last skips the guards' cache, never the decision: ignoring is seen."""
+        sender = RecordingSender()
+        handler = SMNHandler(NUMBERS, sign_id=SIGN, sender=sender)
+        try:
+            handler.handle(record("vendor.sdk"))
+            sender.wait_for(1)
+            assert len(handler._dispatcher.fold) == 1  # the kind paged is counted on the calling thread now
+            for _ in range(3):
+                handler.handle(record("vendor.sdk"))  # counted; the kind is remembered
+            assert handler.stats()["received"] == 4
+            ignore_logger("vendor")
+            handler.handle(record("vendor.sdk"))
+            assert handler.stats()["received"] == 4
+        finally:
+            handler.close()
+
     def test_the_processor_stops_paging_an_ignored_logger(self) -> None:
         sender = RecordingSender()
         processor = SMNProcessor(NUMBERS, sign_id=SIGN, sender=sender)

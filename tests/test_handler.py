@@ -12,6 +12,7 @@ import json
 import logging
 import logging.config
 import math
+import os
 import re
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import Any, Callable
 import pytest
 
 from smn_alert import SMNConfigError, SMNHandler
+from smn_alert._fold import count_value
 from smn_alert.testing import FakeClock, FakeSMNServer
 
 from .conftest import RecordingSender
@@ -468,6 +470,34 @@ class TestFolding:
         counts = sorted(int(found.replace(",", "")) for found in re.findall(r" x([\d,]+)", digest))
         assert counts == [2, 3, 4, 5, 6, 7, 8, 9], digest
         assert handler.stats()["sent"] == 1 + 8
+
+    def test_a_remembered_repeat_is_told_apart_from_its_look_alikes(
+        self, pager: Pager, smn_server: FakeSMNServer
+    ) -> None:
+        """The kind counted last is remembered by template, logger and level: an exception, another
+        process (a fork from C) or a worker's thread is not counted as that kind."""
+        handler, logger = pager("app.remember")
+        logger.error("payment failed")
+        smn_server.wait_for_messages(1)
+        wait_until(lambda: len(handler._dispatcher.fold) == 1)  # counted on the calling thread from now
+        tally = next(iter(handler._dispatcher.fold.values()))
+        for _ in range(3):
+            logger.error("payment failed")  # remembered, then counted without a lookup
+        assert count_value(tally.counter) == 3
+        try:
+            fail_here()
+        except ValueError:
+            logger.exception("payment failed")  # another kind: its exception
+        forked = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "payment failed", (), None)
+        forked.process = os.getpid() + 1  # as a child forked from C logs it
+        logger.handle(forked)
+        assert count_value(tally.counter) == 3  # neither was counted as the remembered kind
+        worker = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "payment failed", (), None)
+        worker.thread = handler._dispatcher.worker_ident
+        logger.handle(worker)  # a worker's record never pages
+        assert count_value(tally.counter) == 3
+        stats = handler.stats()
+        assert stats["received"] == 1 + 3 + 2 and adds_up(stats)
 
     @staticmethod
     def _log_kinds(log_a: logging.Logger, log_b: logging.Logger) -> None:

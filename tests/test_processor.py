@@ -13,7 +13,8 @@ from typing import Any, Callable
 import pytest
 import structlog
 
-from smn_alert import SMNConfigError, SMNHandler, SMNProcessor
+from smn_alert import SMNConfigError, SMNHandler, SMNProcessor, _guards, ignore_logger
+from smn_alert._fold import count_value
 from smn_alert.testing import FakeSMNServer
 
 from .conftest import RecordingSender
@@ -521,3 +522,51 @@ def test_processor_does_not_need_structlog_imported(smn_server: FakeSMNServer) -
     assert done.stdout.strip() == "False"
     assert texts(smn_server) == ["ERROR structlog: db down"]
     assert time.monotonic() - started < 10
+
+
+class TestRememberedRepeat:
+    """The kind counted last is remembered by event text, logger and level; nothing else counts as it."""
+
+    def test_look_alikes_are_not_counted_as_the_remembered_kind(self, make: Callable[..., Any]) -> None:
+        processor = make()
+        event = "payment failed"
+        processor(None, "error", {"event": event, "logger": "app"})
+        wait_for_fold(processor)
+        tally = next(iter(processor._dispatcher.fold.values()))
+        for _ in range(3):
+            processor(None, "error", {"event": event, "logger": "app"})  # remembered, then counted
+        assert count_value(tally.counter) == 3
+        try:
+            raise ValueError("declined")
+        except ValueError as error:
+            processor(None, "error", {"event": event, "logger": "app", "exc_info": error})
+        processor(None, "error", {"event": event, "logger": "app", "exception": "Traceback ...\nKeyError: x"})
+        processor(None, "error", {"event": event, "logger": "app.other"})
+        processor(None, "critical", {"event": event, "logger": "app"})
+        assert count_value(tally.counter) == 3  # four other kinds
+        stats = processor.stats()
+        assert stats["received"] == 1 + 3 + 4 and adds_up(stats)
+
+    def test_a_logger_ignored_since_is_not_counted(self, make: Callable[..., Any]) -> None:
+        processor = make()
+        processor(None, "error", {"event": "pool is full", "logger": "vendor.sdk"})
+        wait_for_fold(processor)
+        processor(None, "error", {"event": "pool is full", "logger": "vendor.sdk"})
+        assert processor.stats()["received"] == 2
+        roots, decisions = _guards.IGNORED.roots, dict(_guards.DECISIONS)
+        try:
+            ignore_logger("vendor")
+            processor(None, "error", {"event": "pool is full", "logger": "vendor.sdk"})
+            assert processor.stats()["received"] == 2
+        finally:
+            _guards.IGNORED.roots = roots
+            _guards.DECISIONS.clear()
+            _guards.DECISIONS.update(decisions)
+
+
+def wait_for_fold(processor: SMNProcessor, timeout: float = 5.0) -> None:
+    """Until the first page went and its kind is counted on the calling thread."""
+    deadline = time.monotonic() + timeout
+    while len(processor._dispatcher.fold) != 1:
+        assert time.monotonic() < deadline, "the kind paged was never published"
+        time.sleep(0.005)
