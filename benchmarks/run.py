@@ -36,6 +36,7 @@ BENCHMARKS = (
     "bench_first_page",
     "bench_shutdown",
     "bench_import",
+    "bench_fleet",
 )
 COLUMNS = ("benchmark", "measure", "smn_alert", "reference", "ratio", "target", "result")
 
