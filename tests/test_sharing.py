@@ -131,6 +131,19 @@ class TestOneIncident:
         assert (b.stats()["handed"], status["unsent"], status["waiting"]) == (5, 0, 5)
         assert to_b.texts == [] and to_a.texts == ["ERROR app.db: db timeout"]
 
+    def test_closing_with_a_page_the_budget_holds_hands_it_over_at_once(self, fleet: Any) -> None:
+        """The fleet's budget is never overspent at exit: the held page goes to the store, without waiting."""
+        a, to_a = fleet(budget=1, window=60.0)
+        a.submit(alert("first"))
+        to_a.wait_for(1)
+        a.submit(alert("worse", logging.CRITICAL))  # pages at once, but the budget has nothing left
+        eventually(lambda: (a.fleet_status() or {}).get("held_since") is not None)
+        started = time.monotonic()
+        a.close(10)
+        assert time.monotonic() - started < 5  # not the whole deadline: nothing here could be paid for
+        assert to_a.texts == ["ERROR app.db: first"]
+        assert a.stats()["handed"] == 1 and a.stats()["pending"] == 0 and adds_up(a.stats())
+
     def test_a_wrong_key_is_tried_once_by_the_fleet(self, fleet: Any) -> None:
         (a, failing), (b, to_b) = fleet(FailingSender()), fleet()
         a.submit(alert())
