@@ -24,6 +24,9 @@ from smn_alert._overflow import Dropped, Overflow
 
 #: The longest the idle worker sleeps in one go (it then looks again): keeps any timeout in range.
 MAX_SLEEP = 3600.0
+#: Kinds the buffer notes as waiting in it (see ``HandOver.count_dropped``); a flood of distinct kinds stops
+#: being noted there, and its repeats are then counted as dropped, as before.
+MAX_KEPT_KINDS = 1000
 
 
 class HandOver:
@@ -49,6 +52,9 @@ class HandOver:
         self.wake_above = -1
         self._urgent = False  # an alert worth waking for came since the worker last looked
         self._overflow = Overflow(ledger)  # alerts counted while the buffer was full, or after close
+        # Kinds whose first alert waits in the buffer (bounded): a repeat that meets a full buffer loses no
+        # text, only counts. Cleared when the worker takes the alerts (its pager holds them then).
+        self._kept: set[object] = set()
 
     # --- application thread -------------------------------------------------------------------------
     def put(self, alert: Alert) -> bool:
@@ -58,6 +64,8 @@ class HandOver:
             return False
         first = not alerts
         alerts.append(alert)
+        if len(self._kept) < MAX_KEPT_KINDS:
+            self._kept.add(alert.fingerprint)
         # Above the level: it could page now. The first since the worker looked: a window its clock has seen
         # end (a repeat of a folded kind never gets here), so one wake per batch, not per alert.
         if first or alert.levelno > self.wake_above:
@@ -81,8 +89,11 @@ class HandOver:
         self._urgent = True
 
     def count_dropped(self, alert: Alert, *, late: bool = False) -> None:
-        """Count ``alert`` as dropped (``late``: logged after close, never paged); safe to re-enter."""
-        self._overflow.add(alert, late=late)
+        """Count ``alert`` as dropped (``late``: logged after close, never paged); safe to re-enter.
+
+        A repeat of a kind whose first alert waits in the buffer is counted as such: its text is not lost.
+        """
+        self._overflow.add(alert, late=late, kept=not late and alert.fingerprint in self._kept)
 
     def wake(self) -> None:
         """Wake the worker if it sleeps."""
@@ -116,6 +127,7 @@ class HandOver:
     def take_alerts(self) -> Iterator[Alert]:
         """Yield the alerts handed over, oldest first, until none is left."""
         alerts = self._alerts
+        self._kept = set()  # before taking: a kind appended from now on is noted afresh
         while alerts:
             yield alerts.popleft()
 

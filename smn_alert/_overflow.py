@@ -21,8 +21,9 @@ from smn_alert._ledger import Ledger
 #: (``_pager.DEFAULT_MAX_KINDS_PER_PAGE``): this bound is paid on the application thread, during a flood.
 MAX_DROPPED_KINDS = 100
 
-#: What :meth:`Overflow.take` hands the worker per kind: (first alert, count, among "other kinds").
-Dropped = tuple[Alert, int, bool]
+#: What :meth:`Overflow.take` hands the worker per kind: (first alert, count, among "other kinds", kept): kept
+#: when the kind's first alert is in the buffer, so its text is not lost (repeats, only counted).
+Dropped = tuple[Alert, int, bool, bool]
 
 
 class Overflow:
@@ -37,21 +38,24 @@ class Overflow:
         self._ledger = ledger
         self._lock = threading.RLock()
         self._max_kinds = max_kinds
-        self._waiting: deque[tuple[Alert, bool]] = deque()  # handed in, not counted yet
+        self._waiting: deque[tuple[Alert, bool, bool]] = deque()  # (alert, late, kept), not counted yet
         self._counting = False  # this lock's owner is counting: a re-entered add leaves its alert waiting
         self._total = 0  # dropped since the worker last took them
-        # kind -> [first alert, count, among "other kinds"]
+        # kind -> [first alert, count, among "other kinds", kept]
         self._kinds: dict[Fingerprint, list[Any]] = {}
 
     @property
     def dropped(self) -> int:
         """Alerts dropped since the worker last took them (including any not counted by kind yet)."""
-        return self._total + sum(not late for _, late in list(self._waiting))
+        return self._total + sum(not late for _, late, _ in list(self._waiting))
 
-    def add(self, alert: Alert, *, late: bool = False) -> None:
-        """Count ``alert`` as dropped (``late``: logged after close); safe to re-enter."""
+    def add(self, alert: Alert, *, late: bool = False, kept: bool = False) -> None:
+        """Count ``alert`` as dropped; safe to re-enter.
+
+        ``late``: logged after close. ``kept``: its kind's first alert is in the buffer, so no text is lost.
+        """
         with self._lock:
-            self._waiting.append((alert, late))
+            self._waiting.append((alert, late, kept))
             if self._counting:
                 return  # re-entered on the thread that is counting: the interrupted count takes it
             self._counting = True
@@ -66,19 +70,19 @@ class Overflow:
             self._count_waiting()  # any left by a count interrupted at its very end
             total, self._total = self._total, 0
             kinds, self._kinds = self._kinds, {}
-        return total, [(sample, count, other) for sample, count, other in kinds.values()]
+        return total, [(sample, count, other, kept) for sample, count, other, kept in kinds.values()]
 
     def _count_waiting(self) -> None:
         waiting, kinds = self._waiting, self._kinds
         while waiting:
-            alert, late = waiting.popleft()
+            alert, late, kept = waiting.popleft()
             if late:
                 self._ledger.late += 1  # under the lock, never re-entered: no count is lost
                 continue
             key, other = kind_key(alert, kinds, self._max_kinds)
             entry = kinds.get(key)
             if entry is None:
-                kinds[key] = [alert, 1, other]
+                kinds[key] = [alert, 1, other, kept and not other]
             else:
                 entry[1] += 1
             self._total += 1

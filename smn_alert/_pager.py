@@ -220,9 +220,17 @@ class Pager:
         group.dropped += count
 
     def add_overflow(self, count: int, kinds: Iterable[Dropped], capacity: int, now: float) -> Optional[Note]:
-        """Count what a full buffer of ``capacity`` dropped (see :meth:`add_dropped`); say it, if any."""
-        for sample, dropped, other in kinds:
-            self.add_dropped(sample, dropped, now, other=other)
+        """Count what a full buffer of ``capacity`` dropped (see :meth:`add_dropped`); say it, if any.
+
+        Repeats of a kind whose first alert was in the buffer (``kept``) lost no text: they are only counted
+        (:meth:`add_counted`), as a repeat counted on the application thread is.
+        """
+        for sample, dropped, other, kept in kinds:
+            if kept:
+                count -= dropped
+                self.add_counted(sample, dropped, now, seen=sample.created)
+            else:
+                self.add_dropped(sample, dropped, now, other=other)
         return ("overflow", f"{count} alerts dropped: the buffer of {capacity} was full") if count else None
 
     def _group_for(self, alert: Alert, now: float) -> Group:

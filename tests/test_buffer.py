@@ -42,7 +42,9 @@ class TestHandOver:
         assert (buffer.queued, buffer.dropped) == (3, 2)
         count, kinds = buffer.take_dropped()
         assert count == 2
-        assert [(sample.message, n, other) for sample, n, other in kinds] == [("lost", 2, False)]
+        assert [(sample.message, n, other, kept) for sample, n, other, kept in kinds] == [
+            ("lost", 2, False, False)
+        ]
         assert buffer.take_dropped() == (0, [])
 
     def test_late_alerts_go_to_the_ledger(self) -> None:

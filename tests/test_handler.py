@@ -781,7 +781,7 @@ class TestBoundedMemory:
         """capacity=10: 50 ERRORs while SMN hangs keep 10; the next SMS says 40 dropped, CRITICAL first."""
         handler, logger = self._stuck(pager, smn_server)
         for index in range(50):
-            logger.error("order %d failed", index)
+            logger.error(f"order {index} failed")  # 50 kinds: past the 10th, their text is dropped
         logger.critical("disk on fire")
         assert handler.stats()["received"] == 52
         wait_until(lambda: handler.stats()["retried"] == 1)  # the hung request timed out
