@@ -267,9 +267,7 @@ class Dispatcher:
             self._buffer.wait(self._sleep_time())
         if self._closing:
             with self._lock:
-                if self._finished() and not self._leave_last():
-                    if self._sharing is not None:
-                        self._sharing.release(self._pager)
+                if self._done_closing():
                     self._settled.notify_all()
                     return False
         page = self._take()
@@ -277,7 +275,19 @@ class Dispatcher:
             self._settle(page, self._send(page))
         with self._lock:
             self._settled.notify_all()
-            return not (self._closing and self._finished())
+            return not (self._closing and self._done_closing())
+
+    def _done_closing(self) -> bool:
+        """Tell whether closing is done (see :meth:`_finished`).
+
+        With shared state, only once this process told the others it leaves (the last one sends what is
+        pending) and gave back the claimed digests it could not send.
+        """
+        if not self._finished() or self._leave_last():
+            return False
+        if self._sharing is not None:
+            self._sharing.release(self._pager)
+        return True
 
     def _leave_last(self) -> bool:
         """Tell the others this process leaves (closing); True if it is the last and has their digest to send.
@@ -288,6 +298,7 @@ class Dispatcher:
         if sharing is None or sharing.left:
             return False
         in_time = time.monotonic() < self._close_deadline  # never start a send after the deadline
+        self._pager.hand_waiting()  # what the budget or the circuit holds: the next process sends it
         return sharing.leave(self._pager, self._clock(), claim=in_time) and in_time
 
     def _sleep_time(self) -> Optional[float]:
@@ -321,7 +332,9 @@ class Dispatcher:
             override = self._may_overspend()
             if self._sharing is not None:  # first: a claimed digest, the fleet's pause, counts pushed
                 self._sharing.step(self._pager, now, closing=closing, flushing=self._flushers > 0)
-            page = self._pager.take_due(now, force=closing or self._flushers > 0, override_budget=override)
+            late = closing and time.monotonic() >= self._close_deadline  # the step's I/O took the time left
+            page = None if late else self._pager.take_due(now, force=closing or self._flushers > 0,
+                                                          override_budget=override)  # fmt: skip
             if page is not None:
                 self._sync_fold(now)  # the window it opens: its kinds are counted from now on
             self._buffer.wake_above = self._pager.wake_level(now)
@@ -358,9 +371,8 @@ class Dispatcher:
         with self._lock:
             note = self._pager.settle(page, outcome, self._clock())
             if self._sharing is not None:  # ack a claimed digest; pause or resume the other processes
-                delivered = isinstance(outcome, Delivery) and outcome.ok
                 recovered = note is not None and note[0] == "recovered"
-                self._sharing.settled(self._pager, page.claims, delivered, recovered)
+                self._sharing.settled(self._pager, page.claims, outcome, recovered)
         self._tell(note)
 
     def _tell(self, note: Optional[Note]) -> None:
@@ -377,8 +389,6 @@ class Dispatcher:
         will not let a page out before it, so waiting would only delay the application's exit.
         """
         remaining = self._close_deadline - time.monotonic()
-        if self._sharing is not None and not self._sharing.left and remaining > 0:
-            return False  # it must tell the others it leaves (the last one sends what is pending)
         if not self._pending() or remaining <= 0:
             return True
         now = self._clock()

@@ -125,7 +125,7 @@ class Share(Protocol):
 
     def first(self, level: int) -> str: ...
 
-    def hand(self, alert: Alert, count: int, first_seen: float, last_seen: float) -> bool: ...
+    def hand(self, alert: Alert, count: int, dropped: int, first_seen: float, last_seen: float) -> bool: ...
 
     def hold(self) -> None: ...
 
@@ -169,6 +169,7 @@ class Pager:
         self._wall = wall
         self.ledger = Ledger() if ledger is None else ledger
         self.share = share
+        self._paging = False  # the fleet said this process pages what waits: keep it until it is sent
         self._claims: list[object] = []  # shared digests claimed for the next page ...
         self._fleet: tuple[int, int, Optional[float]] = (1, 1, None)  # ... their processes, hosts, held since
         self._groups: dict[Fingerprint, Group] = {}
@@ -277,11 +278,18 @@ class Pager:
         known, many, held = self._fleet
         self._fleet = (max(known, processes), max(many, hosts), _earliest(held, held_since))
 
-    def take_back(self, alert: Alert, count: int, first_seen: float, last_seen: float, now: float) -> None:
-        """Take back ``count`` alerts handed to the shared state that it never got (it failed meanwhile)."""
-        self.ledger.handed -= count
+    def take_back(
+        self, alert: Alert, count: int, dropped: int, first_seen: float, last_seen: float, now: float
+    ) -> None:
+        """Take back ``count`` alerts handed to the shared state that it never got (it failed meanwhile).
+
+        ``dropped`` of them had met a full buffer: counted as dropped already, not as handed.
+        """
+        self.ledger.handed -= count - dropped
+        self._dropped_unreported += dropped
         group = self._group_for(alert, now)
         group.add(alert, count)
+        group.dropped += dropped
         group.first_seen, group.last_seen = min(group.first_seen, first_seen), max(group.last_seen, last_seen)
 
     def pause(self, seconds: float, reason: str) -> None:
@@ -323,7 +331,7 @@ class Pager:
         and ``"local"`` leave them here to page now, as a lone process would.
         """
         share = self.share
-        if share is None or self._paid or self._claims or not self._groups:
+        if share is None or self._paid or self._paging or self._claims or not self._groups:
             return
         level = self._top_level()
         if self._folding(now) and level <= self._window_level:
@@ -332,15 +340,29 @@ class Pager:
             groups = list(self._groups.values())
             if self._hand_all(share):
                 self._open_window(now, groups)
+        else:  # "page" or "local": this process pages them, even if the budget or the circuit holds them
+            self._paging = True
 
     def _hand_all(self, share: Share) -> bool:
         """Hand every waiting group to ``share``; False (the rest kept here) when it stops taking them."""
         for key, group in list(self._groups.items()):
-            if not share.hand(group.alert, group.count, group.first_seen, group.last_seen):
+            if not share.hand(group.alert, group.count, group.dropped, group.first_seen, group.last_seen):
                 return False
             del self._groups[key]
-            self.ledger.handed += group.waiting
+            self.ledger.handed += group.waiting  # the dropped ones stay counted as dropped
+            # The fleet's digest counts the dropped ones: no page of this process's own says so again.
+            self._dropped_unreported = max(0, self._dropped_unreported - group.dropped)
         return True
+
+    def blocked(self, now: float) -> bool:
+        """Tell whether what waits cannot go now: the budget, the circuit or a retry's backoff holds it."""
+        until = self.blocked_until(now)
+        return until is not None and until > now
+
+    def hand_waiting(self) -> None:
+        """Give this process's own waiting alerts to the fleet's digest: closing, they cannot go now."""
+        if self.share is not None and not self._claims and self._hand_all(self.share) and not self._groups:
+            self._attempt, self._paid, self._paging = 0, False, False
 
     def _hold(self) -> None:
         """Note that the budget holds a page back (once per spell: the fleet notes it too)."""
@@ -488,7 +510,7 @@ class Pager:
         page = Page(text, groups, alerts, held_since is not None, context.dropped, context.failed_before,
                     trouble, self._claims)  # fmt: skip
         self._dropped_unreported = self._failed_unreported = 0
-        self._claims = []
+        self._claims, self._paging = [], False
         self._in_flight, self._in_flight_shared = page.alerts, sum(g.shared for g in groups)
         self._open_window(now, groups)
         return page
@@ -615,10 +637,10 @@ class Pager:
             if now - group.first_mono >= self.retry.max_age:  # >=: next_wakeup wakes exactly then
                 del self._groups[key]
                 self.ledger.failed += group.waiting
-                self._failed_unreported += group.waiting
+                self._failed_unreported += group.waiting + group.shared  # a claim's alerts are said too
         if not self._groups:  # what a pending retry was for is gone: the next page starts afresh
             self._attempt, self._paid, self._not_before = 0, False, 0.0
-            self._claims, self._fleet = [], (1, 1, None)
+            self._claims, self._fleet, self._paging = [], (1, 1, None), False
 
 
 def _compose_safely(groups: list[Group], context: PageContext, alerts: int) -> tuple[str, Optional[str]]:

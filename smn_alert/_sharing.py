@@ -25,7 +25,9 @@ from smn_alert._fleet import Fleet
 from smn_alert._fleet_data import claim_groups, decode_sample, encode_sample, kind_id
 from smn_alert._pager import Pager
 from smn_alert._ratelimit import Budget, TokenBucket
+from smn_alert._senders import Delivery
 from smn_alert._store import Claim
+from smn_alert.errors import SMNAuthError
 
 #: Seconds a claimed digest is this process's to send before another process may send it instead; renewed
 #: while its send is retried or held back by the budget, so only a process that died loses it.
@@ -78,6 +80,7 @@ class Sharing:
         self.fleet, self._redactions, self._clock = fleet, redactions, clock
         self._known: dict[Fingerprint, tuple[str, str]] = {}  # fingerprint -> (kind id, sample)
         self._local: dict[str, Alert] = {}  # kind id -> this process's first alert of the kind
+        self._dropped: dict[str, int] = {}  # kind id -> handed alerts that had met a full buffer, not pushed
         self._degraded = False  # as of the last step: a change takes counts back
         self._left = False  # this process told the store it leaves (closing)
         self._last = False  # ... and no other process for the target lives: it sends what is pending
@@ -91,10 +94,16 @@ class Sharing:
         """Return ``"page"``, ``"fold"`` or ``"local"`` for a new incident (or a worse level)."""
         return self.fleet.first(level).value
 
-    def hand(self, alert: Alert, count: int, first_seen: float, last_seen: float) -> bool:
-        """Give ``count`` alerts like ``alert`` to the fleet's digest; False while the store is down."""
+    def hand(self, alert: Alert, count: int, dropped: int, first_seen: float, last_seen: float) -> bool:
+        """Give ``count`` alerts like ``alert`` to the fleet's digest; False while the store is down.
+
+        ``dropped`` of them met a full buffer: remembered until pushed, so a take-back counts them right.
+        """
         kind, sample = self._identify(alert)
-        return self.fleet.hand(kind, alert.levelno, count, sample, first_seen, last_seen)
+        taken = self.fleet.hand(kind, alert.levelno, count, sample, first_seen, last_seen)
+        if taken and dropped:
+            self._dropped[kind] = self._dropped.get(kind, 0) + dropped
+        return taken
 
     def hold(self) -> None:
         """Note in the store that the budget held a page back (the next digest says since when)."""
@@ -133,14 +142,17 @@ class Sharing:
         """
         if closing and not self._left and not pager.pending:
             self.leave(pager, now)
-        elif self._left:
-            self._take(pager, now, self._final() if self._last else [])
+        elif self._left:  # counts read late (a fold counter's grace) still reach the store
+            pushed = _listed(self.fleet.sync(force=True)) if self.fleet.unsent else []
+            self._take(pager, now, self._final() if self._last else pushed)
         else:
             self._take(pager, now, _listed(self.fleet.sync(force=flushing)))
         if pager.may_page(now):  # before a page goes: is the fleet paused?
             self._follow_circuit(pager)
         self._renew(pager, now)
         self._notice_outage(pager, now)
+        if not self.fleet.unsent:
+            self._dropped.clear()  # pushed: the store has them
 
     @property
     def left(self) -> bool:
@@ -202,7 +214,9 @@ class Sharing:
         if degraded and not self._degraded:
             for delta in self.fleet.take_back():
                 alert = self._alert_of(delta.kind, delta.sample, delta.level, delta.first_seen)
-                pager.take_back(alert, delta.count, delta.first_seen, delta.last_seen, now)
+                dropped = min(delta.count, self._dropped.pop(delta.kind, 0))
+                pager.take_back(alert, delta.count, dropped, delta.first_seen, delta.last_seen, now)
+            self._dropped.clear()
         self._degraded = degraded
 
     def release(self, pager: Pager) -> None:
@@ -210,14 +224,18 @@ class Sharing:
         for claim in pager.release_claims():
             self.fleet.release(claim)  # type: ignore[arg-type]
 
-    def settled(self, pager: Pager, claims: Sequence[object], delivered: bool, recovered: bool) -> None:
-        """After a send: ack its claimed digests; pause or resume the fleet as this process's circuit did."""
-        if delivered:
+    def settled(self, pager: Pager, claims: Sequence[object], outcome: object, recovered: bool) -> None:
+        """After a send: ack its claimed digests; pause the fleet after a refused key, resume it after.
+
+        Only an authentication or permission failure pauses every process (the key is the fleet's); one
+        host's network trouble or a refused text pauses only this one.
+        """
+        if isinstance(outcome, Delivery) and outcome.ok:
             for claim in claims:
                 self.fleet.ack(claim)  # type: ignore[arg-type]
             if recovered:
                 self.fleet.resume()
-        elif pager.breaker.reopens_in() > 0:  # a failure no retry can fix: the fleet stops too
+        elif isinstance(outcome, SMNAuthError) and pager.breaker.reopens_in() > 0:
             self.fleet.pause(pager.breaker.reopens_in(), pager.breaker.last_reason or "paging failed")
 
     def status(self) -> dict[str, Any]:

@@ -567,7 +567,7 @@ class FakeShare:
         self.asked.append(level)
         return self.decision
 
-    def hand(self, alert: Alert, count: int, first_seen: float, last_seen: float) -> bool:
+    def hand(self, alert: Alert, count: int, dropped: int, first_seen: float, last_seen: float) -> bool:
         if self.taking:
             self.handed.append((alert.message, count))
         return self.taking
@@ -706,3 +706,52 @@ class TestSharedState:
         assert page is not None
         recovered = pager.settle(page, Delivery(delivered=(NUMBER,)), clock())
         assert recovered == ("recovered", "paging works again")
+
+
+class ToggledBudget:
+    """A shared budget that refuses until told otherwise."""
+
+    def __init__(self) -> None:
+        self.open = False
+
+    def next_available(self, n: float = 1.0) -> float:
+        return 0.0 if self.open else 60.0
+
+    def try_acquire(self, n: float = 1.0) -> bool:
+        return self.open
+
+
+class TestSharedStateHeldAndDropped:
+    def test_a_page_the_fleet_left_here_waits_for_the_budget_not_the_window(self) -> None:
+        """The fleet said "page": held by the budget, it is still this process's to send when it can."""
+        clock, share, budget = FakeClock(), FakeShare("page"), ToggledBudget()
+        pager = shared_pager(clock, share, window=300.0)
+        pager.bucket = budget
+        pager.add(alert("disk gone", level=logging.CRITICAL), clock())
+        assert pager.take_due(clock()) is None
+        share.decision = "fold"  # what the fleet would now say: its window is open
+        assert pager.take_due(clock.advance(30)) is None and share.handed == []
+        budget.open = True
+        page = pager.take_due(clock.advance(30))
+        assert page is not None and "disk gone" in page.text and share.asked == [logging.CRITICAL]
+
+    def test_dropped_alerts_handed_over_are_not_said_again_on_a_page_of_their_own(self) -> None:
+        clock, share = FakeClock(), FakeShare("fold")
+        pager = shared_pager(clock, share, window=60.0)
+        pager.add(alert(), clock())
+        pager.add_dropped(alert(), 3, clock())
+        assert pager.take_due(clock()) is None
+        assert share.handed == [("db timeout", 4)]
+        assert (pager.ledger.handed, pager.ledger.dropped) == (1, 3) and with_handed(pager) == 4
+        assert pager.take_due(clock.advance(61)) is None  # no page saying "3 only counted" alone
+
+    def test_counts_taken_back_keep_the_dropped_ones_dropped(self) -> None:
+        clock, share = FakeClock(), FakeShare("fold")
+        pager = shared_pager(clock, share, window=60.0)
+        pager.add(alert(), clock())
+        pager.add_dropped(alert(), 3, clock())
+        pager.take_due(clock())
+        share.taking = False
+        pager.take_back(alert(), 4, 3, 1.0, 2.0, clock())  # the store failed before it got them
+        assert (pager.ledger.handed, pager.ledger.dropped, pager.pending) == (0, 3, 1)
+        assert with_handed(pager) == pager.ledger.received == 4

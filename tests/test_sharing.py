@@ -25,7 +25,7 @@ from smn_alert._ratelimit import TokenBucket
 from smn_alert._settings import PagerSettings
 from smn_alert._sharing import SharedBudget
 from smn_alert._store import ENV_SHARED_STATE, open_store
-from smn_alert.errors import SMNAuthError, SMNConfigError
+from smn_alert.errors import SMNAuthError, SMNConfigError, SMNRequestError
 from smn_alert.testing import FakeClock, FakeSMNServer, RecordingSender
 
 from .conftest import NUMBERS, SIGN_ID
@@ -153,6 +153,21 @@ class TestOneIncident:
         eventually(lambda: b.stats()["received"] == 1)
         assert b.flush(0.5) is False
         assert to_b.texts == [] and getattr(failing, "tried", 0) == 1
+
+
+class RefusedTextSender(RecordingSender):
+    """SMN refusing one text (a sensitive word): this process's problem, not the fleet's key."""
+
+    def send(self, text: str) -> Any:
+        raise SMNRequestError("the message contains a sensitive word", code="SMN.00010012")
+
+
+class TestPauseOnlyForTheKey:
+    def test_a_refused_text_pauses_only_the_process_that_sent_it(self, fleet: Any) -> None:
+        (a, _), (b, _b_sent) = fleet(RefusedTextSender()), fleet()
+        a.submit(alert())
+        eventually(lambda: a.stats()["failed"] == 1)
+        assert (b.fleet_status() or {})["circuit"] is None
 
 
 class TestStoreTrouble:
