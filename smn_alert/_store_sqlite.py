@@ -173,10 +173,7 @@ class SQLiteStore:
             self.path, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
         )
         try:
-            db.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}")
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable across a crash of any process
-            _create_schema(db)
+            _set_up(db)
         except BaseException:
             db.close()
             raise
@@ -315,6 +312,28 @@ def _identity(path: str) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return info.st_dev, info.st_ino
+
+
+def _set_up(db: sqlite3.Connection) -> None:
+    """Set the connection's options and the file's WAL mode and tables, retrying while the file is busy.
+
+    Processes that open a new file together (4 forked workers at an incident's start) meet SQLite's
+    "database is locked" from the switch to WAL without its busy handler being asked: retried here, with
+    jitter, up to SQLITE_BUSY_TIMEOUT (on the worker thread, once per process).
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
+    while True:
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable across a crash of any process
+            _create_schema(db)
+            return
+        except sqlite3.OperationalError as exc:
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            if not busy or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005 + 0.02 * (os.getpid() % 7) / 7)
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
