@@ -298,7 +298,10 @@ class Dispatcher:
         if sharing is None or sharing.left:
             return False
         in_time = time.monotonic() < self._close_deadline  # never start a send after the deadline
-        self._pager.hand_waiting()  # what the budget or the circuit holds: the next process sends it
+        # What the budget or the circuit holds goes to the store for the next process: the claimed digests
+        # first, so that this process's own alerts (maybe in the same lines) can follow them there.
+        sharing.release(self._pager)
+        self._pager.hand_waiting()
         return sharing.leave(self._pager, self._clock(), claim=in_time) and in_time
 
     def _sleep_time(self) -> Optional[float]:
