@@ -120,7 +120,7 @@ def shared_store(settings: PagerSettings, *, injected_sender: bool) -> Optional[
     url = settings.shared_state
     if url is None and injected_sender:
         return None
-    key = url or ""
+    key = url or _default_key()
     with _STORES_LOCK:
         if key not in _STORES:
             store = open_store(url)
@@ -128,6 +128,13 @@ def shared_store(settings: PagerSettings, *, injected_sender: bool) -> Optional[
                 return None
             _STORES[key] = store
         return _STORES[key]
+
+
+def _default_key() -> str:
+    """Key the default store by its file (``$TMPDIR`` may differ between two handlers' constructions)."""
+    from smn_alert._store_sqlite import default_path
+
+    return default_path()
 
 
 def _sharing(

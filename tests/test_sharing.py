@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
+from smn_alert import _build
 from smn_alert._alert import Alert
 from smn_alert._build import build_dispatcher
 from smn_alert._dispatcher import Dispatcher
@@ -24,7 +25,7 @@ from smn_alert._fleet import Fleet
 from smn_alert._ratelimit import TokenBucket
 from smn_alert._settings import PagerSettings
 from smn_alert._sharing import SharedBudget
-from smn_alert._store import ENV_SHARED_STATE, open_store
+from smn_alert._store import ENV_SHARED_STATE, Store, open_store
 from smn_alert.errors import SMNAuthError, SMNConfigError, SMNRequestError
 from smn_alert.testing import FakeClock, FakeSMNServer, RecordingSender
 
@@ -54,6 +55,16 @@ class FailingSender(RecordingSender):
     def send(self, text: str) -> Any:
         self.tried = getattr(self, "tried", 0) + 1
         raise SMNAuthError("the signature does not match", code="APIGW.0301")
+
+
+@pytest.fixture(autouse=True)
+def _close_shared_stores() -> Iterator[None]:
+    """Close the stores this test's dispatchers opened (a process keeps one per URL for its handlers)."""
+    yield
+    with _build._STORES_LOCK:
+        stores, _build._STORES = list(_build._STORES.values()), {}
+    for store in stores:
+        store.close()
 
 
 @pytest.fixture
@@ -251,9 +262,17 @@ class TestSetting:
 class TestSharedBudget:
     """The pager's budget with shared state: the fleet's, or the process's own while the store is down."""
 
+    @pytest.fixture(autouse=True)
+    def _stores(self) -> Iterator[None]:
+        self.opened: list[Store] = []
+        yield
+        for store in self.opened:
+            store.close()
+
     def budget(self, url: str) -> tuple[SharedBudget, TokenBucket, FakeClock]:
         store = open_store(url)
         assert store is not None
+        self.opened.append(store)
         clock = FakeClock()
         fleet = Fleet(store, "t1", window=60.0, lease=30.0, buckets=[(1, 600.0)], circuit_cooldown=60.0,
                       clock=clock)  # fmt: skip

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Callable
 
@@ -226,7 +227,7 @@ def waiting_in_store(url: str) -> int:
         waiting = int(store.status(target)["waiting"])
     finally:
         store.close()
-    with sqlite3.connect(url[len("sqlite://") :]) as db:
+    with closing(sqlite3.connect(url[len("sqlite://") :])) as db:
         payloads = db.execute("SELECT claim_id, payload FROM claims").fetchall()
     return waiting + sum(decode_claim(claim_id, payload, False).total for claim_id, payload in payloads)
 
