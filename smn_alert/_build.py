@@ -162,6 +162,4 @@ def _sharing(
         clock=clock,
         say=lambda key, message: diagnostics.say(key, "%s", message),
     )
-    return Sharing(fleet, compile_redactions(settings.redact_patterns), clock), SharedBudget(
-        fleet, local, clock
-    )
+    return Sharing(fleet, compile_redactions(settings.redact_patterns)), SharedBudget(fleet, local, clock)

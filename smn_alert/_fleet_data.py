@@ -107,11 +107,14 @@ def _claim_alert(kind: KindCount) -> Alert:
         band = level_band(kind.level)
         said = f"alerts of {kind.merged:,} other {'kind' if kind.merged == 1 else 'kinds'}"
         return Alert(band, logging.getLevelName(band), "", OTHER_KINDS, said, created=kind.first_seen)
-    alert = decode_sample(kind.sample)
-    if alert is not None:
-        return alert
-    name = logging.getLevelName(kind.level)
-    return Alert(kind.level, name, "", "", "alerts whose text was not kept", created=kind.first_seen)
+    return decode_sample(kind.sample) or stand_in(kind.level, kind.first_seen)
+
+
+def stand_in(level: int, created: float) -> Alert:
+    """Return the alert shown for counts whose sample could not be read back."""
+    return Alert(
+        level, logging.getLevelName(level), "", "", "alerts whose text was not kept", created=created
+    )
 
 
 def claim_groups(claim: Claim) -> list[GroupSummary]:

@@ -354,11 +354,6 @@ class Pager:
             self._dropped_unreported = max(0, self._dropped_unreported - group.dropped)
         return True
 
-    def blocked(self, now: float) -> bool:
-        """Tell whether what waits cannot go now: the budget, the circuit or a retry's backoff holds it."""
-        until = self.blocked_until(now)
-        return until is not None and until > now
-
     def hand_waiting(self) -> None:
         """Give this process's own waiting alerts to the fleet's digest: closing, they cannot go now."""
         if self.share is not None and not self._claims and self._hand_all(self.share) and not self._groups:

@@ -13,7 +13,6 @@ Worker thread only: the application thread never reaches this module (nor the st
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from dataclasses import replace
@@ -22,7 +21,7 @@ from typing import Any, Callable, Optional, Union
 
 from smn_alert._alert import Alert, Fingerprint
 from smn_alert._fleet import Fleet
-from smn_alert._fleet_data import claim_groups, decode_sample, encode_sample, kind_id
+from smn_alert._fleet_data import claim_groups, decode_sample, encode_sample, kind_id, stand_in
 from smn_alert._pager import Pager
 from smn_alert._ratelimit import Budget, TokenBucket
 from smn_alert._senders import Delivery
@@ -73,11 +72,10 @@ class Sharing:
     Args:
         fleet: The coordinator that talks to the store.
         redactions: The page's redactions: a kind's sample is stored already redacted.
-        clock: The pager's monotonic clock (lease renewals).
     """
 
-    def __init__(self, fleet: Fleet, redactions: Sequence[Pattern[str]], clock: Callable[[], float]) -> None:
-        self.fleet, self._redactions, self._clock = fleet, redactions, clock
+    def __init__(self, fleet: Fleet, redactions: Sequence[Pattern[str]]) -> None:
+        self.fleet, self._redactions = fleet, redactions
         self._known: dict[Fingerprint, tuple[str, str]] = {}  # fingerprint -> (kind id, sample)
         self._local: dict[str, Alert] = {}  # kind id -> this process's first alert of the kind
         self._dropped: dict[str, int] = {}  # kind id -> handed alerts that had met a full buffer, not pushed
@@ -125,7 +123,7 @@ class Sharing:
 
     def _alert_of(self, kind: str, sample: str, level: int, created: float) -> Alert:
         """Return the alert a kind of the fleet's shows here: this process's own, else its stored sample."""
-        return self._local.get(kind) or decode_sample(sample) or _stand_in(level, created)
+        return self._local.get(kind) or decode_sample(sample) or stand_in(level, created)
 
     # --- the dispatcher's ---------------------------------------------------------------------------------
     @property
@@ -245,9 +243,3 @@ class Sharing:
 
 def _listed(claim: Optional[Claim]) -> list[Claim]:
     return [] if claim is None else [claim]
-
-
-def _stand_in(level: int, created: float) -> Alert:
-    """Return the alert shown for counts taken back whose sample could not be read."""
-    name = logging.getLevelName(level)
-    return Alert(level, name, "", "", "alerts whose text was not kept", created=created)
